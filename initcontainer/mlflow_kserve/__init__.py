@@ -1,0 +1,3 @@
+"""mlflow-kserve: a ready-to-serve environment for any MLflow model (see DESIGN.md)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""The thin CLI: parse options into Settings, hand off to pipeline/runner, map errors to exit codes.
+
+This is the only module that prints errors or exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from mlflow_kserve import __version__, options
+from mlflow_kserve.errors import MlflowKserveError
+from mlflow_kserve.logs import configure_logging, get_logger
+from mlflow_kserve.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="mlflow-kserve")
+def cli() -> None:
+    """Serve any MLflow model with its own dependencies (KServe init container, CI check, local run)."""
+
+
+@cli.command()
+@options.apply(options.INIT_OPTIONS)
+def init(**kwargs: Any) -> None:
+    """Fetch, plan, lock, install, verify and configure: the init container's job."""
+    from mlflow_kserve import pipeline
+
+    settings = _settings(kwargs)
+    pipeline.init(settings)
+
+
+@cli.command()
+@options.apply(options.CHECK_OPTIONS)
+def check(json_output: bool, **kwargs: Any) -> None:
+    """Fetch, plan and lock only; print the plan. For model CI before deploying."""
+    from mlflow_kserve import pipeline, report
+
+    settings = _settings(kwargs)
+    result = pipeline.check(settings)
+    click.echo(report.plan_json(result) if json_output else report.plan_table(result))
+
+
+@cli.command()
+@options.apply(options.RUN_OPTIONS)
+def run(port: int, grpc_port: int, metrics_port: int, work_dir: str | None, **kwargs: Any) -> None:
+    """Init into a work dir, then serve with MLServer on localhost (V2 REST on --port)."""
+    from mlflow_kserve import runner
+
+    code = runner.run(kwargs, port=port, grpc_port=grpc_port, metrics_port=metrics_port, work_dir=work_dir)
+    sys.exit(code)
+
+
+def _settings(kwargs: dict[str, Any]) -> Settings:
+    configure_logging(kwargs.get("log_format") or "text", kwargs.get("log_level") or "info")
+    return Settings.from_options(**kwargs)
+
+
+def main() -> None:
+    log = get_logger()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        # Bad flags: click's message, our exit code for bad configuration.
+        exc.show()
+        sys.exit(2)
+    except MlflowKserveError as exc:
+        log.error(str(exc), extra={"exit_code": exc.exit_code, "error": type(exc).__name__})
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,79 @@
+"""Domain errors. Each carries the documented exit code (DESIGN.md) and a one-line message naming cause and fix.
+
+Only the CLI boundary (cli.py) catches them, prints ``str(error)`` and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+import re
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_SECRET_QUERY = re.compile(
+    r"(?i)(?P<key>(?:x-amz-)?(?:signature|credential|security-token|token|sig|password|secret|key)=)[^&\s]+"
+)
+
+
+def redact(text: str) -> str:
+    """Remove credentials from URLs in ``text``: ``https://user:pw@host`` -> ``https://***@host``.
+
+    Also masks signature/token-like query parameters (presigned URLs, SAS tokens).
+    """
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+
+
+class MlflowKserveError(Exception):
+    """Base of every error the user sees. ``str()`` is the one-line message, credentials redacted."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message if not self.hint else f"{self.message}; fix: {self.hint}"
+        return redact(" ".join(text.split()))
+
+
+class ConfigError(MlflowKserveError):
+    """Bad configuration or flags."""
+
+    exit_code = 2
+
+
+class FetchError(MlflowKserveError):
+    """The model could not be fetched (not found, denied, network) after retries."""
+
+    exit_code = 3
+
+
+class NotServableError(MlflowKserveError):
+    """Not a servable MLflow model (no MLmodel, no python_function flavor, unreadable files)."""
+
+    exit_code = 4
+
+
+class PolicyError(MlflowKserveError):
+    """Dependency policy violation (index/URL/VCS/local-path lines, Python mismatch under strict policy)."""
+
+    exit_code = 5
+
+
+class ResolveError(MlflowKserveError):
+    """Dependencies cannot be resolved together with the serving stack."""
+
+    exit_code = 6
+
+
+class InstallError(MlflowKserveError):
+    """Install failed (index unreachable after retries, build failure)."""
+
+    exit_code = 7
+
+
+class VerifyError(MlflowKserveError):
+    """The model failed to load in the verify step."""
+
+    exit_code = 8

@@ -1,0 +1,196 @@
+"""Every CLI option, defined once and shared by the subcommands (pip-tools' ``scripts/options.py`` habit).
+
+Each option also reads ``MLFLOW_KSERVE_<FLAG>``; that is how the Helm chart configures the init container.
+Multi-value options read a whitespace-separated env var.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+ENV_PREFIX = "MLFLOW_KSERVE_"
+
+ALLOWANCES = ("index-options", "editable", "vcs", "url", "local-path", "external-include")
+
+
+def env_name(flag: str) -> str:
+    """``--model-uri`` -> ``MLFLOW_KSERVE_MODEL_URI``."""
+    return ENV_PREFIX + flag.split("/")[0].lstrip("-").replace("-", "_").upper()
+
+
+class _Line(click.ParamType):
+    """A string value whose env var holds one value per line (requirements may contain spaces)."""
+
+    name = "text"
+    envvar_list_splitter = "\n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value).strip()
+
+
+LINE = _Line()
+
+
+def _option(flag: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(flag, envvar=env_name(flag), show_envvar=True, **kwargs)
+
+
+model_uri = _option(
+    "--model-uri",
+    required=True,
+    help="Where the model is: s3://, gs://, wasbs://, http(s)://, a local path or file://, "
+    "models:/<name>/<version>, models:/<name>@<alias>, runs:/<run_id>/<path>.",
+)
+name = _option(
+    "--name",
+    default=None,
+    help="Model name served by MLServer (/v2/models/<name>). Default: derived from the model URI.",
+)
+models_dir = _option(
+    "--models-dir",
+    default="/mnt/models",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the model is fetched (<dir>/model) and model-settings.json written.",
+)
+env_dir = _option(
+    "--env-dir",
+    default="/mnt/env",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the venv (<dir>/venv), the lock and report.json go.",
+)
+cache_dir = _option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Shared dependency cache (a PVC or hostPath). Unset: no cache.",
+)
+cache_max_bytes = _option(
+    "--cache-max-bytes",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Evict least recently used cache entries beyond this total size. Unset: no limit.",
+)
+installer = _option(
+    "--installer",
+    type=click.Choice(["uv", "pip"]),
+    default="uv",
+    show_default=True,
+    help="Resolver and installer: uv (uv pip compile + uv) or pip (pip-compile + pip).",
+)
+index_url = _option(
+    "--index-url",
+    default=None,
+    help="Package index for the model's dependencies (operator's choice; also PIP_INDEX_URL / UV_INDEX_URL).",
+)
+extra_index_url = _option(
+    "--extra-index-url",
+    multiple=True,
+    help="Additional package index; repeatable (env: whitespace-separated).",
+)
+extra_requirement = _option(
+    "--extra-requirement",
+    multiple=True,
+    type=LINE,
+    help="A requirement added to the model's, e.g. 'prometheus-client<1'; repeatable (env: one per line).",
+)
+constraint = _option(
+    "--constraint",
+    multiple=True,
+    type=LINE,
+    help="A constraint applied when resolving, e.g. 'numpy<2'; repeatable (env: one per line).",
+)
+python_policy = _option(
+    "--python-policy",
+    type=click.Choice(["warn", "strict"]),
+    default="warn",
+    show_default=True,
+    help="When the model was logged with another Python minor than the serving interpreter: warn, or "
+    "fail (exit 5) under strict.",
+)
+allow = _option(
+    "--allow",
+    type=click.Choice(ALLOWANCES),
+    multiple=True,
+    help="Allow requirement lines the policy rejects by default; repeatable.",
+)
+python = _option(
+    "--python",
+    default=None,
+    help="Interpreter for the venv. Default: the base interpreter running mlflow-kserve.",
+)
+slim = _option(
+    "--slim/--no-slim",
+    default=False,
+    show_default=True,
+    help="Serve the model's mlflow requirement with mlflow-skinny of the same version when the model loads with it.",
+)
+verify = _option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Load the model once with the venv's Python before declaring it ready.",
+)
+fetch_retries = _option(
+    "--fetch-retries",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Retries (with backoff) for transient errors while fetching the model.",
+)
+log_format = _option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or JSON objects (for log pipelines).",
+)
+log_level = _option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level.",
+)
+json_output = _option("--json", "json_output", is_flag=True, default=False, help="Print the plan as JSON.")
+port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
+grpc_port = _option(
+    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port."
+)
+metrics_port = _option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=8082, show_default=True, help="Metrics port."
+)
+work_dir = _option(
+    "--work-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where `run` keeps models and venvs, reused across runs of the same model. "
+    "Default: ~/.cache/mlflow-kserve/run.",
+)
+
+# The option sets of each subcommand. init's set is what the chart may configure.
+RESOLVE_OPTIONS = [
+    model_uri, name, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
+    extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
+]  # fmt: skip
+INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, verify]
+CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
+# run derives --models-dir and --env-dir from --work-dir.
+RUN_OPTIONS = [
+    *(o for o in INIT_OPTIONS if o not in (models_dir, env_dir)), port, grpc_port, metrics_port, work_dir,
+]  # fmt: skip
+
+
+def apply(options: list[Callable[[Callable[..., Any]], Callable[..., Any]]]) -> Callable[..., Any]:
+    """Stack ``options`` on a click command function, first option first in ``--help``."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorator
