@@ -26,9 +26,9 @@ def cli() -> None:
 @options.apply(options.INIT_OPTIONS)
 def init(**kwargs: Any) -> None:
     """Fetch, plan, lock, install, verify and configure: the init container's job."""
+    settings = _settings(kwargs)
     from mlflow_kserve import pipeline
 
-    settings = _settings(kwargs)
     pipeline.init(settings)
 
 
@@ -36,9 +36,9 @@ def init(**kwargs: Any) -> None:
 @options.apply(options.CHECK_OPTIONS)
 def check(json_output: bool, **kwargs: Any) -> None:
     """Fetch, plan and lock only; print the plan. For model CI before deploying."""
+    settings = _settings(kwargs)
     from mlflow_kserve import pipeline, report
 
-    settings = _settings(kwargs)
     result = pipeline.check(settings)
     click.echo(report.plan_json(result) if json_output else report.plan_table(result))
 
@@ -49,6 +49,7 @@ def run(port: int, grpc_port: int, metrics_port: int, work_dir: str | None, **kw
     """Init into a work dir, then serve with MLServer on localhost (V2 REST on --port)."""
     from mlflow_kserve import runner
 
+    configure_logging(kwargs.get("log_format") or "text", kwargs.get("log_level") or "info")
     code = runner.run(kwargs, port=port, grpc_port=grpc_port, metrics_port=metrics_port, work_dir=work_dir)
     sys.exit(code)
 

@@ -34,8 +34,8 @@ class _Line(click.ParamType):
 LINE = _Line()
 
 
-def _option(flag: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(flag, envvar=env_name(flag), show_envvar=True, **kwargs)
+def _option(flag: str, *decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(flag, *decls, envvar=env_name(flag), show_envvar=True, **kwargs)
 
 
 model_uri = _option(
@@ -158,9 +158,7 @@ log_level = _option(
 )
 json_output = _option("--json", "json_output", is_flag=True, default=False, help="Print the plan as JSON.")
 port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
-grpc_port = _option(
-    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port."
-)
+grpc_port = _option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port.")
 metrics_port = _option(
     "--metrics-port", type=click.IntRange(1, 65535), default=8082, show_default=True, help="Metrics port."
 )

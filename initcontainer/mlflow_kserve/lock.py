@@ -1,0 +1,148 @@
+"""Step 3: resolve the requirement set to exact versions with hashes.
+
+uv (`uv pip compile --generate-hashes`) for the default installer, pip-tools (`pip-compile --generate-hashes`)
+for ``--installer pip``. Failures are classified: a conflict is ResolveError (exit 6, naming what uv/pip said
+is in conflict); an unreachable index or a failed build is InstallError (exit 7).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from mlflow_kserve import procs
+from mlflow_kserve.errors import InstallError, ResolveError
+from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.tools import pip_env, uv_binary, uv_env
+
+_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+_NETWORK = re.compile(
+    r"Failed to fetch|error sending request|Connection refused|dns error|failed to lookup address|"
+    r"timed out|Max retries exceeded|NewConnectionError|ConnectTimeout|Could not fetch URL|"
+    r"HTTP status server error|status code 5\d\d|certificate|SSL",
+    re.IGNORECASE,
+)
+_BUILD = re.compile(r"Failed to build|Failed to prepare distributions|metadata-generation-failed", re.I)
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()  # package names left out of the resolution (the --slim swap)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    python: str = sys.executable  # the interpreter the venv is built from: its markers decide
+
+    def cache_parts(self, python_version: str, platform: str) -> dict[str, object]:
+        """What determines the resolution: the environment cache's resolution memo is keyed on it."""
+        return {
+            "requirements": sorted(self.requirements),
+            "constraints": sorted(self.constraints),
+            "excludes": sorted(self.excludes),
+            "index": self.index.cache_parts(),
+            "python": python_version,
+            "platform": platform,
+        }
+
+
+@dataclass(frozen=True)
+class Lock:
+    text: str
+
+    @property
+    def packages(self) -> dict[str, str]:
+        """Canonical name -> pinned version."""
+        out: dict[str, str] = {}
+        for line in self.text.splitlines():
+            match = _PINNED.match(line.strip())
+            if match:
+                out[canonicalize_name(match.group(1))] = match.group(2)
+        return out
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.text)
+        os.replace(tmp, path)
+
+
+def resolve(request: LockRequest, installer: str, cache_dir: Path | None = None) -> Lock:
+    """Resolve ``request`` with uv or pip-tools; raise ResolveError / InstallError on failure.
+
+    ``cache_dir``: the installer's download cache (uv's or pip's), on the shared cache volume."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-kserve-lock-") as tmp:
+        work = Path(tmp)
+        req_in = work / "requirements.in"
+        req_in.write_text("\n".join(request.requirements) + "\n")
+        out = work / "requirements.lock"
+        args: list[str | Path] = []
+        if request.constraints:
+            constraints = work / "constraints.txt"
+            constraints.write_text("\n".join(request.constraints) + "\n")
+            args += ["-c", constraints]
+        if installer == "uv":
+            if request.excludes:
+                excludes = work / "excludes.txt"
+                excludes.write_text("\n".join(request.excludes) + "\n")
+                args += ["--excludes", excludes]
+            cmd = [
+                uv_binary(), "pip", "compile", "--generate-hashes", "--python", request.python,
+                "--no-header", "--quiet", "-o", out, req_in, *args, *request.index.uv_args(),
+            ]  # fmt: skip
+            env = uv_env(cache_dir)
+        else:
+            cmd = [
+                sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--no-header",
+                "--strip-extras", "--allow-unsafe", "-o", out, req_in, *args,
+                *request.index.pip_args(),
+            ]  # fmt: skip
+            env = pip_env(cache_dir)
+        result = procs.run(cmd, env=env, cwd=work)
+        if result.returncode != 0:
+            raise _classify(result, installer)
+        return Lock(out.read_text())
+
+
+def _classify(result: procs.Result, installer: str) -> Exception:
+    text = result.output
+    lines = result.lines
+    if _NETWORK.search(text) and "Because" not in text:
+        where = next((ln for ln in lines if "http" in ln), lines[-1] if lines else "")
+        return InstallError(
+            f"package index unreachable while resolving ({installer}): {_cause(where)}",
+            "check --index-url / PIP_INDEX_URL / UV_INDEX_URL, network policy and the CA bundle (SSL_CERT_FILE)",
+        )
+    if _BUILD.search(text):
+        return InstallError(
+            f"a package failed to build while resolving ({installer}): {_cause(lines[-1] if lines else '')}",
+            "pin a version with a wheel for this Python, or add build dependencies via --extra-requirement",
+        )
+    return ResolveError(
+        f"dependencies cannot be resolved together with the serving stack ({installer}): {_conflict(lines)}",
+        "relax the conflicting pins in the model's requirements, or pass --constraint to choose versions",
+    )
+
+
+def _cause(line: str) -> str:
+    return re.sub(r"^\s*(?:error|cause|ERROR):\s*", "", line).strip()
+
+
+def _conflict(lines: list[str]) -> str:
+    """The resolver's explanation, joined to one line (uv: the 'Because …' sentences; pip: the conflict)."""
+    keep: list[str] = []
+    for line in lines:
+        text = _cause(line)
+        if not text or text.startswith(("No solution found", "hint:")) or text.lower().startswith("warning"):
+            continue
+        if text.startswith(("Because", "And because", "we can conclude")) or keep:
+            keep.append(text)
+        elif re.search(r"conflict|ResolutionImpossible|Could not find a version|requires|cannot install", text):
+            keep.append(text)
+    summary = " ".join(keep) or (lines[-1] if lines else "no detail from the resolver")
+    return summary[:1500]

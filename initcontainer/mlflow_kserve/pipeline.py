@@ -1,0 +1,239 @@
+"""DESIGN.md's steps wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six.
+
+Each step is a module with one job; this one only orders them, times them, and keeps the invariant that
+nothing looks ready before everything is: stale outputs are removed first and report.json is written last.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from mlflow_kserve import __version__
+from mlflow_kserve.configure import dir_bytes, model_settings, write_json
+from mlflow_kserve.errors import ConfigError, VerifyError, redact
+from mlflow_kserve.fetch import fetch_model
+from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.installers import make_installer
+from mlflow_kserve.interpreter import Interpreter, probe
+from mlflow_kserve.lock import Lock, LockRequest, resolve
+from mlflow_kserve.logs import get_logger, step
+from mlflow_kserve.plan import Plan, make_plan
+from mlflow_kserve.settings import Settings
+from mlflow_kserve.verify import verify_model
+
+log = get_logger()
+
+
+@dataclass
+class Prepared:
+    """The outcome of fetch, plan and lock: what ``check`` prints and ``init`` installs."""
+
+    settings: Settings
+    interpreter: Interpreter
+    plan: Plan
+    request: LockRequest
+    lock: Lock
+    slim: bool
+    lock_cached: bool = False
+    model_bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check(settings: Settings) -> Prepared:
+    """Steps 1–3. The lock is written next to where the venv would go."""
+    return _prepare(settings, {})
+
+
+def init(settings: Settings) -> dict[str, Any]:
+    """Steps 1–6. Returns the report written to report.json."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    _clear_outputs(settings)
+    prepared = _prepare(settings, timings)
+    cache = _cache(settings)
+    with step("install", timings):
+        cache_hit = _install(prepared, cache)
+    if settings.verify:
+        try:
+            with step("verify", timings):
+                verify_model(settings.venv_dir, settings.model_dir)
+        except VerifyError as exc:
+            if not prepared.slim:
+                raise
+            log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
+            prepared = _relock(prepared, slim=False, timings=timings)
+            with step("install", timings):
+                cache_hit = _install(prepared, cache)
+            with step("verify", timings):
+                verify_model(settings.venv_dir, settings.model_dir)
+    with step("configure", timings):
+        write_json(settings.model_settings_file, model_settings(settings.name, settings.model_dir, settings.models_dir))
+        timings["total"] = round(time.monotonic() - started, 3)
+        report = _report(prepared, cache_hit, timings)
+        write_json(settings.report_file, report)
+    log.info(
+        "ready: %s served as %r (%d packages, MLflow %s, %s) in %.1fs",
+        redact(settings.model_uri), settings.name, len(prepared.lock.packages), prepared.plan.mlflow_version,
+        _stack_text(prepared.plan), timings["total"], extra={"step": "init"},
+    )  # fmt: skip
+    return report
+
+
+def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
+    with step("fetch", timings):
+        fetched = fetch_model(settings.model_uri, settings.model_dir, retries=settings.fetch_retries)
+    with step("plan", timings):
+        interpreter = probe(settings.python)
+        plan = make_plan(settings.model_dir, settings, interpreter.version)
+        for warning in plan.warnings:
+            log.warning("%s", warning, extra={"step": "plan"})
+        if settings.slim and settings.installer != "uv":
+            raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
+    prepared = Prepared(
+        settings, interpreter, plan, _lock_request(plan, settings, interpreter, slim=False), Lock(""),
+        slim=False, model_bytes=getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir), timings=timings,
+    )  # fmt: skip
+    return _relock(prepared, slim=settings.slim, timings=timings)
+
+
+def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Prepared:
+    settings = prepared.settings
+    request = _lock_request(prepared.plan, settings, prepared.interpreter, slim=slim)
+    cache = _cache(settings)
+    with step("lock", timings):
+        key = (
+            cache.input_key(request.cache_parts(prepared.interpreter.version, prepared.interpreter.platform))
+            if cache
+            else ""
+        )
+        text = cache.get_lock(key) if cache else None
+        lock = Lock(text) if text else resolve(request, settings.installer, _tool_cache(settings, cache))
+        if cache and not text:
+            cache.put_lock(key, lock.text)
+        lock.write(settings.lock_file)
+    log.info("locked %d packages%s", len(lock.packages), " (from cache)" if text else "", extra={"step": "lock"})
+    return replace(prepared, request=request, lock=lock, slim=slim, lock_cached=bool(text))
+
+
+def _lock_request(plan: Plan, settings: Settings, interpreter: Interpreter, *, slim: bool) -> LockRequest:
+    index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
+    if plan.index_options:
+        index = index.with_model_options(*_split_index_options(plan.index_options))
+    requirements = list(plan.requirements())
+    excludes: tuple[str, ...] = ()
+    if slim:
+        requirements = [r for r in requirements if _name(r) != "mlflow"]
+        requirements.append(f"mlflow-skinny=={plan.mlflow_version}")
+        excludes = ("mlflow",)
+    return LockRequest(tuple(requirements), tuple(plan.constraints), excludes, index, python=interpreter.path)
+
+
+def _install(prepared: Prepared, cache: Any) -> bool:
+    """Leave a complete venv at settings.venv_dir; True when it came from the cache."""
+    settings = prepared.settings
+    installer = make_installer(settings.installer, _tool_cache(settings, cache))
+    index = prepared.request.index
+
+    def build(path: Path) -> None:
+        installer.create_venv(path, settings.python)
+        installer.install(path, settings.lock_file, index)
+
+    if cache is not None:
+        from mlflow_kserve.cache import EnvCache
+
+        key = EnvCache.env_key(prepared.lock.text, prepared.interpreter.version, prepared.interpreter.platform)
+        hit = cache.provide_env(key, settings.venv_dir, build)
+        log.info("environment %s from the cache (key %s)", "restored" if hit else "built", key[:12])
+        return hit
+    tmp = settings.env_dir / ".venv-build"
+    _remove(tmp)
+    build(tmp)
+    tmp.rename(settings.venv_dir)
+    return False
+
+
+def _clear_outputs(settings: Settings) -> None:
+    """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
+    for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
+        path.unlink(missing_ok=True)
+    _remove(settings.venv_dir)
+    _remove(settings.env_dir / ".venv-build")
+    settings.env_dir.mkdir(parents=True, exist_ok=True)
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _cache(settings: Settings) -> Any:
+    if settings.cache_dir is None:
+        return None
+    from mlflow_kserve.cache import EnvCache
+
+    return EnvCache(settings.cache_dir, settings.cache_max_bytes)
+
+
+def _tool_cache(settings: Settings, cache: Any) -> Path | None:
+    """uv's download cache lives inside the environment cache; pip gets a sibling folder."""
+    if cache is None:
+        return None
+    return cache.uv_cache_dir if settings.installer == "uv" else Path(settings.cache_dir) / "pip"
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _name(requirement: str) -> str:
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return ""
+
+
+def _split_index_options(lines: tuple[str, ...]) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """Allowed model index lines (``--index-url X``, ``--extra-index-url X``, ``-f X``) as IndexConfig parts."""
+    index_url: str | None = None
+    extras: list[str] = []
+    links: list[str] = []
+    for line in lines:
+        option, _, value = line.replace("=", " ", 1).partition(" ")
+        value = value.strip()
+        if option in ("--index-url", "-i"):
+            index_url = value
+        elif option == "--extra-index-url":
+            extras.append(value)
+        elif option in ("--find-links", "-f"):
+            links.append(value)
+    return index_url, tuple(extras), tuple(links)
+
+
+def _stack_text(plan: Plan) -> str:
+    return " ".join(plan.stack.requirements)
+
+
+def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> dict[str, Any]:
+    settings, plan = prepared.settings, prepared.plan
+    return {
+        "mlflow_kserve_version": __version__,
+        "model_uri": redact(settings.model_uri),
+        "name": settings.name,
+        "mlflow_version": plan.mlflow_version,
+        "python": {"model": plan.env.python_version, "interpreter": prepared.interpreter.version},
+        "serving_stack": list(plan.stack.requirements),
+        "installer": settings.installer,
+        "slim": prepared.slim,
+        "index": prepared.request.index.describe(),
+        "cache": {"enabled": settings.cache_dir is not None, "hit": cache_hit, "lock_hit": prepared.lock_cached},
+        "packages": prepared.lock.packages,
+        "bytes": {"model": prepared.model_bytes, "venv": dir_bytes(settings.venv_dir)},
+        "seconds": timings,
+        "warnings": list(plan.warnings),
+    }

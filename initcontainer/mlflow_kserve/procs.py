@@ -1,0 +1,69 @@
+"""Run a tool (uv, pip, the venv's python) as a subprocess, streaming its output into our log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow_kserve.logs import get_logger
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    output: str  # stdout and stderr interleaved
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.output.splitlines() if line.strip()]
+
+
+def run(
+    cmd: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    progress: Callable[[str], bool] | None = None,
+) -> Result:
+    """Run ``cmd``; each output line is logged at debug, or at info when ``progress(line)`` is true.
+
+    Never raises for a non-zero exit: the caller classifies the failure from ``Result``.
+    """
+    log = get_logger("proc")
+    full_env = {**os.environ, **(env or {})}
+    log.debug("running %s", " ".join(str(c) for c in cmd))
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        env=full_env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    )
+    captured: list[str] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            captured.append(line)
+            if progress is not None and progress(line):
+                log.info("%s", line.strip())
+            else:
+                log.debug("%s", line)
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        captured.append(f"timed out after {timeout:.0f}s")
+        returncode = -9
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return Result(returncode, "\n".join(captured))

@@ -1,0 +1,119 @@
+"""``mlflow-kserve run``: the whole pod on one machine. Init into a work dir (the cache there makes the
+second run of a model fast), then MLServer from the model's venv on localhost, V2 REST on --port.
+
+MLServer exits 0 when the model fails to load; this runner turns that into exit 8. Ctrl-C / SIGTERM stop
+MLServer cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlflow_kserve import pipeline
+from mlflow_kserve.errors import VerifyError
+from mlflow_kserve.logs import get_logger
+from mlflow_kserve.settings import Settings
+
+READY_TIMEOUT = 600.0
+STOP_TIMEOUT = 30.0
+log = get_logger()
+
+
+def default_work_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlflow-kserve" / "run"
+
+
+def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int, work_dir: str | None) -> int:
+    work = Path(work_dir).absolute() if work_dir else default_work_dir()
+    slot = work / "models" / hashlib.sha256(str(options.get("model_uri")).encode()).hexdigest()[:16]
+    settings = Settings.from_options(
+        **{**options, "cache_dir": options.get("cache_dir") or str(work / "cache")},
+        models_dir=str(slot / "models"),
+        env_dir=str(slot / "env"),
+    )
+    pipeline.init(settings)
+    return serve(settings, slot, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+
+
+def serve(settings: Settings, run_dir: Path, *, port: int, grpc_port: int, metrics_port: int) -> int:
+    """Start MLServer, wait for the model to be ready, serve until stopped. Returns the exit code."""
+    metrics = run_dir / "metrics"
+    metrics.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(grpc_port),
+        "MLSERVER_METRICS_PORT": str(metrics_port),
+        "MLSERVER_METRICS_DIR": str(metrics),
+    }
+    mlserver = settings.venv_dir / "bin" / "mlserver"
+    log.info("starting MLServer on http://127.0.0.1:%d", port, extra={"step": "serve"})
+    proc = subprocess.Popen([str(mlserver), "start", str(settings.models_dir)], cwd=run_dir, env=env)
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ready_url = f"http://127.0.0.1:{port}/v2/models/{settings.name}/ready"
+        started = time.monotonic()
+        if _wait_ready(proc, ready_url, stopping):
+            log.info(
+                "ready in %.1fs: POST http://127.0.0.1:%d/v2/models/%s/infer (Ctrl-C stops)",
+                time.monotonic() - started, port, settings.name, extra={"step": "serve"},
+            )  # fmt: skip
+        elif not stopping.is_set():
+            code = proc.wait()
+            raise VerifyError(
+                f"MLServer exited (code {code}) before model {settings.name!r} was ready",
+                "see MLServer's log above for the load error",
+            )
+        while proc.poll() is None:
+            time.sleep(0.2)
+        if stopping.is_set():
+            log.info("stopped", extra={"step": "serve"})
+            return 0
+        log.error("MLServer exited unexpectedly (code %s)", proc.returncode)
+        return proc.returncode or 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None and not stopping.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

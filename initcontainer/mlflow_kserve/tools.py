@@ -1,0 +1,44 @@
+"""The installer tools (uv, pip) and the environment they run with: caches on the shared volume, or none."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def uv_binary() -> str:
+    """The uv binary shipped with the `uv` package (a dependency), else the one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return "uv"
+
+
+def uv_env(cache_dir: Path | None) -> dict[str, str]:
+    """uv's cache goes on the cache volume when there is one; otherwise no persistent cache (the init
+    container's root filesystem is read-only and an emptyDir would only fill up). An operator's own
+    UV_CACHE_DIR / UV_LINK_MODE win."""
+    env: dict[str, str] = {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"}
+    if "UV_CACHE_DIR" not in os.environ:
+        if cache_dir is not None:
+            env["UV_CACHE_DIR"] = str(cache_dir)
+        else:
+            env["UV_NO_CACHE"] = "1"
+    # The cache volume and the venv are different filesystems in a pod: copy instead of failing hardlinks.
+    env.setdefault("UV_LINK_MODE", os.environ.get("UV_LINK_MODE", "copy"))
+    return env
+
+
+def pip_env(cache_dir: Path | None) -> dict[str, str]:
+    """pip's counterpart of uv_env: its HTTP/wheel cache on the cache volume, or no cache."""
+    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PIP_PROGRESS_BAR": "off"}
+    # Like UV_NO_CONFIG: no pip.conf of the image decides indexes; the operator's flags and PIP_* env do.
+    env["PIP_CONFIG_FILE"] = os.environ.get("PIP_CONFIG_FILE", os.devnull)
+    if "PIP_CACHE_DIR" not in os.environ:
+        if cache_dir is not None:
+            env["PIP_CACHE_DIR"] = str(cache_dir)
+        else:
+            env["PIP_NO_CACHE_DIR"] = "1"
+    return env

@@ -1,0 +1,62 @@
+"""The lock step against the real package index: real uv and real pip-tools resolutions."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import pytest
+
+from mlflow_kserve.errors import InstallError, ResolveError
+from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.lock import Lock, LockRequest, resolve
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_lock_pins_every_package_with_hashes(installer: str) -> None:
+    lock = resolve(LockRequest(("packaging==24.2", "six"), constraints=("six<1.17",)), installer)
+    assert lock.packages["packaging"] == "24.2"
+    assert lock.packages["six"].startswith("1.16")
+    assert "--hash=sha256:" in lock.text
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_conflict_with_the_serving_stack_exits_6_naming_both_sides(installer: str) -> None:
+    with pytest.raises(ResolveError) as info:
+        resolve(LockRequest(("mlserver==1.7.1", "protobuf<4")), installer)
+    assert info.value.exit_code == 6
+    message = str(info.value)
+    assert "protobuf" in message and "mlserver" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_unreachable_index_exits_7(installer: str) -> None:
+    index = IndexConfig(f"http://user:s3cret@127.0.0.1:{_closed_port()}/simple")
+    with pytest.raises(InstallError) as info:
+        resolve(LockRequest(("six",), index=index), installer)
+    assert info.value.exit_code == 7
+    assert "unreachable" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_uv_excludes_drop_a_package_for_slim() -> None:
+    lock = resolve(LockRequest(("mlserver-mlflow==1.7.1", "mlflow-skinny==2.22.0"), excludes=("mlflow",)), "uv")
+    assert "mlflow" not in lock.packages
+    assert lock.packages["mlflow-skinny"] == "2.22.0"
+
+
+def test_lock_parses_names_canonically() -> None:
+    lock = Lock("Foo_Bar==1.0 \\\n    --hash=sha256:abc\nzope.interface==6.0 ; python_version >= '3'\n")
+    assert lock.packages == {"foo-bar": "1.0", "zope-interface": "6.0"}
+
+
+def test_lock_uses_the_target_interpreter() -> None:
+    lock = resolve(LockRequest(("tomli; python_version < '3.11'", "six"), python=sys.executable), "uv")
+    assert ("tomli" in lock.packages) == (sys.version_info < (3, 11))
