@@ -37,7 +37,8 @@ def test_venv_is_complete_and_relocatable(name: str, wheel_lock: Path, tmp_path:
     assert not built.exists()
     out = subprocess.run([moved / "bin" / "wheel", "version"], capture_output=True, text=True, check=True)
     assert "0.45.1" in out.stdout
-    assert list((moved / "lib").glob("python3*/site-packages/wheel/__pycache__/*.pyc")), "bytecode compiled"
+    # No bytecode yet: the verify step writes it for the modules the model and MLServer import.
+    assert not list((moved / "lib").glob("python3*/site-packages/wheel/__pycache__/*.pyc"))
 
 
 @pytest.mark.parametrize("name", ["uv", "pip"])

@@ -58,7 +58,7 @@ class UvInstaller:
     def install(self, venv: Path, lock_file: Path, index: IndexConfig) -> None:
         cmd = [
             uv_binary(), "pip", "install", "--python", venv / "bin" / "python", "--require-hashes",
-            "--no-deps", "--compile-bytecode", "-r", lock_file, *index.uv_args(),
+            "--no-deps", "-r", lock_file, *index.uv_args(),
         ]  # fmt: skip
         _check(procs.run(cmd, env=self.env, progress=_is_progress), "uv")
 
@@ -81,7 +81,7 @@ class PipInstaller:
         # The pip that runs mlflow-kserve installs into the target venv (pip >= 22.3 --python).
         cmd = [
             sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--require-hashes",
-            "--no-deps", "--compile", "-r", lock_file, *index.pip_args(),
+            "--no-deps", "--no-compile", "-r", lock_file, *index.pip_args(),
         ]  # fmt: skip
         _check(procs.run(cmd, env=self.env, progress=_is_progress), "pip")
         make_scripts_relocatable(venv)

@@ -19,7 +19,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
-        tail = " ".join(f"{k}={v}" for k, v in extras.items() if k not in ("step",))
+        tail = " ".join(f"{k}={v}" for k, v in extras.items() if k not in ("step", "seconds"))
         prefix = f"[{extras['step']}] " if "step" in extras else ""
         line = f"mlflow-kserve {record.levelname.lower()}: {prefix}{record.getMessage()}"
         return redact(f"{line} ({tail})" if tail else line)
@@ -28,8 +28,7 @@ class _TextFormatter(logging.Formatter):
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),

@@ -94,4 +94,3 @@ class Settings:
                 "use letters, digits, '.', '_' and '-' in --name / MLFLOW_KSERVE_NAME",
             )
         return cls(**values)
-

@@ -1,0 +1,107 @@
+"""Step 2: from the fetched model and the operator's settings, the requirement set to resolve."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from mlflow_kserve.errors import ConfigError, NotServableError
+from mlflow_kserve.mlmodel import ModelInfo, read_mlmodel
+from mlflow_kserve.policy import apply_policy, check_python
+from mlflow_kserve.requirements import ModelEnv, read_model_env
+from mlflow_kserve.serving_stack import ServingStack, select_stack
+from mlflow_kserve.settings import Settings
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: ModelInfo
+    env: ModelEnv
+    interpreter_python: str
+    model_requirements: tuple[str, ...]
+    index_options: tuple[str, ...]
+    stack: ServingStack
+    extra_requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    warnings: tuple[str, ...]
+    mlflow_version: str
+
+    def requirements(self) -> tuple[str, ...]:
+        """Model + serving stack + operator's extras, textual duplicates dropped, order kept."""
+        return tuple(dict.fromkeys((*self.model_requirements, *self.stack.requirements, *self.extra_requirements)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mlflow_version": self.mlflow_version,
+            "env_source": self.env.source,
+            "python": {"model": self.env.python_version, "interpreter": self.interpreter_python},
+            "serving_stack": asdict(self.stack),
+            "model_requirements": list(self.model_requirements),
+            "extra_requirements": list(self.extra_requirements),
+            "constraints": list(self.constraints),
+            "warnings": list(self.warnings),
+        }
+
+
+def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> Plan:
+    info = read_mlmodel(model_dir)
+    env = read_model_env(model_dir, info, follow_external="external-include" in settings.allow)
+    policy = apply_policy(env, model_dir, settings.allow)
+    warnings = list(policy.warnings)
+    python_warning = check_python(env.python_version or info.python_version, interpreter_python, settings.python_policy)
+    if python_warning:
+        warnings.append(python_warning)
+    requirements = list(policy.requirements)
+    mlflow_version = _mlflow_version(requirements, info)
+    if not any(_name(r) in ("mlflow", "mlflow-skinny") for r in requirements):
+        requirements.append(f"mlflow=={mlflow_version}")
+    stack = select_stack(mlflow_version, interpreter_python)
+    return Plan(
+        model=info,
+        env=env,
+        interpreter_python=interpreter_python,
+        model_requirements=tuple(requirements),
+        index_options=policy.index_options,
+        stack=stack,
+        extra_requirements=_validated(settings.extra_requirement, "--extra-requirement"),
+        constraints=(*policy.constraints, *_validated(settings.constraint, "--constraint")),
+        warnings=tuple(warnings),
+        mlflow_version=mlflow_version,
+    )
+
+
+def _mlflow_version(requirements: list[str], info: ModelInfo) -> str:
+    """The exact pin of mlflow (or mlflow-skinny) in the model's requirements, else MLmodel's mlflow_version."""
+    for text in requirements:
+        if _name(text) in ("mlflow", "mlflow-skinny"):
+            specs = list(Requirement(text).specifier)
+            if len(specs) == 1 and specs[0].operator in ("==", "==="):
+                return specs[0].version
+    if info.mlflow_version:
+        return info.mlflow_version
+    raise NotServableError(
+        "the model names no MLflow version (no mlflow pin, no mlflow_version in MLmodel)",
+        "log the model again with MLflow, or pin mlflow==<version> in its requirements.txt",
+    )
+
+
+def _validated(values: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    for value in values:
+        try:
+            Requirement(value)
+        except InvalidRequirement as exc:
+            raise ConfigError(
+                f"{flag} {value!r} is not a valid requirement ({exc})", f"fix the value of {flag}"
+            ) from exc
+    return values
+
+
+def _name(text: str) -> str:
+    try:
+        return canonicalize_name(Requirement(text).name)
+    except InvalidRequirement:
+        return ""
