@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mlflow_kserve import cli
 from mlflow_kserve.settings import Settings, default_model_name
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mlflow_kserve.errors import InstallError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.installers import make_installer

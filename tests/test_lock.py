@@ -6,7 +6,6 @@ import socket
 import sys
 
 import pytest
-
 from mlflow_kserve.errors import InstallError, ResolveError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.lock import Lock, LockRequest, resolve

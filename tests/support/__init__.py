@@ -1,0 +1,1 @@
+"""Test support: real services (moto S3, mlflow server) and real models built in their own venvs."""

@@ -1,0 +1,100 @@
+"""Run the mlflow-kserve CLI as users do: a subprocess, configured by flags and env."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+MLFLOW_KSERVE = str(Path(sys.executable).with_name("mlflow-kserve"))
+
+
+def mlflow_kserve(args: list[str], env: Mapping[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MLFLOW_KSERVE, *args], env=dict(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def last_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    return lines[-1] if lines else proc.stderr[-2000:]
+
+
+class Served:
+    """A running ``mlflow-kserve run``: its process and base URL."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, name: str, log: Path) -> None:
+        self.proc, self.port, self.name, self.log = proc, port, name, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def infer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        response = requests.post(f"{self.url}/v2/models/{self.name}/infer", json=payload, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@contextmanager
+def served(args: list[str], env: Mapping[str, str], port: int, name: str, log: Path) -> Iterator[Served]:
+    """Start ``mlflow-kserve run``, wait for /v2/models/<name>/ready, stop it with SIGINT afterwards."""
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port",
+             str(port + 2), "--name", name, *args],
+            env=dict(env), stdout=fh, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        server = Served(proc, port, name, log)
+        try:
+            deadline = time.monotonic() + 600
+            while not _ready(f"{server.url}/v2/models/{name}/ready"):
+                assert proc.poll() is None, f"run exited {proc.returncode}: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "not ready in 600 s"
+                time.sleep(0.3)
+            yield server
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def v2_request(expected: Mapping[str, Any]) -> dict[str, Any]:
+    """The V2 request for a built model's example input: one FP64 input per named column, or one tensor."""
+    if expected["kind"] == "columns":
+        inputs = [
+            {"name": column, "shape": [len(values)], "datatype": "FP64", "data": values}
+            for column, values in expected["input"].items()
+        ]
+    else:
+        rows = expected["input"]
+        inputs = [
+            {"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
+             "data": [v for row in rows for v in row]}
+        ]  # fmt: skip
+    return {"inputs": inputs}
+
+
+def report(env_dir: Path) -> dict[str, Any]:
+    return json.loads((env_dir / "report.json").read_text())
