@@ -18,11 +18,10 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
-        tail = " ".join(f"{k}={v}" for k, v in extras.items() if k not in ("step", "seconds"))
-        prefix = f"[{extras['step']}] " if "step" in extras else ""
-        line = f"mlflow-kserve {record.levelname.lower()}: {prefix}{record.getMessage()}"
-        return redact(f"{line} ({tail})" if tail else line)
+        # Structured fields (step, seconds, exit_code, ...) are for --log-format json; text shows the step only.
+        step = getattr(record, "step", None)
+        prefix = f"[{step}] " if step else ""
+        return redact(f"mlflow-kserve {record.levelname.lower()}: {prefix}{record.getMessage()}")
 
 
 class _JsonFormatter(logging.Formatter):
