@@ -115,7 +115,7 @@ class _Reader:
         return out
 
     def parse_line(self, raw: str, source: str, base: Path) -> list[RequirementLine]:
-        text = _strip_comment(raw).strip()
+        text = " ".join(_strip_comment(raw).split())
         if not text:
             return []
         if text.startswith("-"):
