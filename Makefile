@@ -5,11 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: setup test lint unit e2e
 
-setup:  ## venv with the package (editable) and test deps, plus helm/helmfile/checkov in .tools/
+setup:  ## venv (.venv) with the package (editable) and its test deps
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
 	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
 	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test]'
-	bash ci/install-tools.sh
 
 lint:
 	$(BIN)/ruff check .
@@ -18,9 +17,8 @@ lint:
 unit:  ## everything but the slow end-to-end tests
 	$(BIN)/pytest -m "not e2e"
 
-test: lint  ## all tests: fast ones, then the e2e ones (real installs, MLServer, containers)
+test: lint  ## all tests, the e2e-marked ones included (real installs, real MLServer)
 	$(BIN)/pytest
-	bash ci/e2e
 
-e2e:  ## the chart's rendered pod run with podman: helm template -> pod -> init -> MLServer -> V2 answer
-	bash ci/e2e
+e2e:  ## only the slow end-to-end tests
+	$(BIN)/pytest -m e2e

@@ -133,11 +133,9 @@ def test_8_run_exits_non_zero_when_mlserver_cannot_load(
 ) -> None:
     # --no-verify lets the broken model reach MLServer, which exits 0 after failing to load it.
     port = free_port()
-    proc = mlflow_kserve(
-        ["run", "--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify", "--work-dir", str(tmp_path),
-         "--cache-dir", str(shared_cache), "--port", str(port), "--grpc-port", str(port + 1),
-         "--metrics-port", str(port + 2)],
-        cli_env,
-    )  # fmt: skip
+    args = ["--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify"]
+    args += ["--work-dir", str(tmp_path), "--cache-dir", str(shared_cache), "--port", str(port)]
+    args += ["--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]
+    proc = mlflow_kserve(["run", *args], cli_env)
     assert proc.returncode == 8, proc.stderr[-3000:]
     assert "before model 'loader-raises' was ready" in last_error(proc)
