@@ -1,7 +1,7 @@
 """Fill README.md's CLI options table from the click option definitions (the single source of truth).
 
-    python ci/gen_cli_docs.py          # rewrite README.md
-    python ci/gen_cli_docs.py --check  # exit 1 when README.md is stale (a test runs this)
+python ci/gen_cli_docs.py          # rewrite README.md
+python ci/gen_cli_docs.py --check  # exit 1 when README.md is stale (a test runs this)
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from mlflow_kserve import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
