@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: setup test lint unit e2e
 
-setup:  ## venv (.venv) with the package (editable) and its test deps
+setup:  ## venv (.venv) with the package (editable) and test deps; helm 3/4, helmfile, checkov in .tools/bin
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
 	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
 	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test]'
+	bash ci/install-tools.sh
 
 lint:
 	$(BIN)/ruff check .

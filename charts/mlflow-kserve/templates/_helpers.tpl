@@ -1,0 +1,243 @@
+{{/*
+mlflow-kserve.name: the chart name, overridable; used in labels.
+*/}}
+{{- define "mlflow-kserve.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+mlflow-kserve.fullname: the InferenceService name (KServe derives <name>-predictor from it); the release
+name alone unless overridden, so `helm install fraud` serves at fraud-predictor.
+*/}}
+{{- define "mlflow-kserve.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- .Release.Name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.modelName: the name MLServer serves the model under (/v2/models/<name>).
+*/}}
+{{- define "mlflow-kserve.modelName" -}}
+{{- default .Release.Name .Values.model.name }}
+{{- end }}
+
+{{/*
+mlflow-kserve.labels: standard labels on every object.
+*/}}
+{{- define "mlflow-kserve.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "mlflow-kserve.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.serviceAccountName: the ServiceAccount the predictor runs as (created or existing).
+*/}}
+{{- define "mlflow-kserve.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mlflow-kserve.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.image: "<repository>:<tag>" of one image; both default to <appVersion>-py<pythonVersion> so the
+init and server images share their Python (the venv's interpreter path must exist in both).
+*/}}
+{{- define "mlflow-kserve.image" -}}
+{{- $image := index .root.Values.image .which }}
+{{- $tag := default (printf "%s-py%s" .root.Chart.AppVersion (toString .root.Values.pythonVersion)) $image.tag }}
+{{- printf "%s:%s" $image.repository $tag }}
+{{- end }}
+
+{{/*
+mlflow-kserve.caFile: where the custom CA bundle is mounted, when one is configured.
+*/}}
+{{- define "mlflow-kserve.caFile" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}/etc/mlflow-kserve/ca/{{ .Values.caBundle.key }}{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.caEnv: the variables that make Python, requests, boto3, pip and uv trust the custom CA bundle.
+*/}}
+{{- define "mlflow-kserve.caEnv" -}}
+{{- $ca := include "mlflow-kserve.caFile" . }}
+{{- if $ca }}
+{{- range list "SSL_CERT_FILE" "REQUESTS_CA_BUNDLE" "AWS_CA_BUNDLE" "PIP_CERT" "CURL_CA_BUNDLE" }}
+- name: {{ . }}
+  value: {{ $ca | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.caMount: the CA bundle volume mount, when one is configured.
+*/}}
+{{- define "mlflow-kserve.caMount" -}}
+{{- if include "mlflow-kserve.caFile" . }}
+- name: ca-bundle
+  mountPath: /etc/mlflow-kserve/ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.initEnv: the init container's configuration. Only MLFLOW_KSERVE_* variables that
+`mlflow-kserve init` reads (tests check them against the CLI's option definitions) and standard ones;
+credentials only through secretKeyRef.
+*/}}
+{{- define "mlflow-kserve.initEnv" -}}
+{{- $deps := .Values.dependencies }}
+- name: MLFLOW_KSERVE_MODEL_URI
+  value: {{ .Values.model.uri | quote }}
+- name: MLFLOW_KSERVE_NAME
+  value: {{ include "mlflow-kserve.modelName" . | quote }}
+- name: MLFLOW_KSERVE_MODELS_DIR
+  value: /mnt/models
+- name: MLFLOW_KSERVE_ENV_DIR
+  value: /mnt/env
+- name: MLFLOW_KSERVE_INSTALLER
+  value: {{ $deps.installer | quote }}
+- name: MLFLOW_KSERVE_PYTHON_POLICY
+  value: {{ $deps.pythonPolicy | quote }}
+- name: MLFLOW_KSERVE_SLIM
+  value: {{ $deps.slim | quote }}
+- name: MLFLOW_KSERVE_VERIFY
+  value: {{ $deps.verify | quote }}
+- name: MLFLOW_KSERVE_FETCH_RETRIES
+  value: {{ $deps.fetchRetries | quote }}
+- name: MLFLOW_KSERVE_LOG_FORMAT
+  value: {{ $deps.logFormat | quote }}
+{{- with $deps.extraRequirements }}
+- name: MLFLOW_KSERVE_EXTRA_REQUIREMENT
+  value: {{ join "\n" . | quote }}
+{{- end }}
+{{- with $deps.constraints }}
+- name: MLFLOW_KSERVE_CONSTRAINT
+  value: {{ join "\n" . | quote }}
+{{- end }}
+{{- with $deps.allow }}
+- name: MLFLOW_KSERVE_ALLOW
+  value: {{ join " " . | quote }}
+{{- end }}
+{{- if $deps.privateIndex.existingSecret }}
+- name: PRIVATE_INDEX_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $deps.privateIndex.existingSecret }}
+      key: {{ $deps.privateIndex.usernameKey }}
+- name: PRIVATE_INDEX_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $deps.privateIndex.existingSecret }}
+      key: {{ $deps.privateIndex.passwordKey }}
+- name: MLFLOW_KSERVE_INDEX_URL
+  value: "https://$(PRIVATE_INDEX_USERNAME):$(PRIVATE_INDEX_PASSWORD)@{{ $deps.privateIndex.host }}"
+{{- else if $deps.indexUrl }}
+- name: MLFLOW_KSERVE_INDEX_URL
+  value: {{ $deps.indexUrl | quote }}
+{{- end }}
+{{- with $deps.extraIndexUrls }}
+- name: MLFLOW_KSERVE_EXTRA_INDEX_URL
+  value: {{ join " " . | quote }}
+{{- end }}
+{{- if .Values.cache.enabled }}
+- name: MLFLOW_KSERVE_CACHE_DIR
+  value: /mnt/cache
+{{- if gt (int64 .Values.cache.maxBytes) 0 }}
+- name: MLFLOW_KSERVE_CACHE_MAX_BYTES
+  value: {{ .Values.cache.maxBytes | int64 | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.storage.s3 }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
+{{- if .endpoint }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ .endpoint | quote }}
+- name: AWS_ENDPOINT_URL_S3
+  value: {{ .endpoint | quote }}
+{{- end }}
+{{- if .region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ .region | quote }}
+- name: AWS_REGION
+  value: {{ .region | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.mlflow }}
+{{- if .trackingUri }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ .trackingUri | quote }}
+{{- end }}
+{{- if .tokenSecret }}
+- name: MLFLOW_TRACKING_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .tokenSecret }}
+      key: {{ .tokenKey }}
+{{- end }}
+{{- end }}
+- name: HOME
+  value: /tmp
+{{- include "mlflow-kserve.caEnv" . }}
+{{- with .Values.initContainer.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.validate: rules the JSON schema cannot express; each message names the value and the fix.
+*/}}
+{{- define "mlflow-kserve.validate" -}}
+{{- $serverless := eq .Values.deploymentMode "Serverless" }}
+{{- if and $serverless (not .Values.knative.initContainersEnabled) }}
+{{- fail "deploymentMode=Serverless needs init containers, which Knative rejects unless the cluster enables `kubernetes.podspec-init-containers: enabled` in the knative-serving `config-features` ConfigMap; enable it, then set knative.initContainersEnabled=true (or use deploymentMode=RawDeployment)" }}
+{{- end }}
+{{- if and (not $serverless) (eq (int .Values.autoscaling.minReplicas) 0) }}
+{{- fail "autoscaling.minReplicas=0 (scale to zero) needs deploymentMode=Serverless; set autoscaling.minReplicas to 1 or more for RawDeployment" }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and (not $serverless) (not (kindIs "invalid" .Values.canaryTrafficPercent)) }}
+{{- fail "canaryTrafficPercent needs deploymentMode=Serverless (RawDeployment has no revisions); unset it" }}
+{{- end }}
+{{- if and .Values.cache.enabled (eq .Values.cache.type "existingPVC") (not .Values.cache.existingClaim) }}
+{{- fail "cache.type=existingPVC needs cache.existingClaim (the claim's name)" }}
+{{- end }}
+{{- if and .Values.cache.enabled (eq .Values.cache.type "hostPath") (not .Values.cache.hostPath) }}
+{{- fail "cache.type=hostPath needs cache.hostPath (a directory on the node)" }}
+{{- end }}
+{{- if and .Values.caBundle.configMap .Values.caBundle.secret }}
+{{- fail "caBundle.configMap and caBundle.secret are exclusive; set one" }}
+{{- end }}
+{{- if and .Values.dependencies.privateIndex.existingSecret (not .Values.dependencies.privateIndex.host) }}
+{{- fail "dependencies.privateIndex.existingSecret needs dependencies.privateIndex.host (e.g. pypi.corp.example/simple)" }}
+{{- end }}
+{{- if and .Values.istio.enabled (not .Values.istio.virtualService.hosts) }}
+{{- fail "istio.enabled needs istio.virtualService.hosts (a host other than the one KServe's own VirtualService takes)" }}
+{{- end }}
+{{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
+{{- fail "dependencies.slim needs dependencies.installer=uv" }}
+{{- end }}
+{{- end }}

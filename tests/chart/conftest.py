@@ -1,0 +1,40 @@
+"""Chart tests use the real helm 3, helm 4 and helmfile binaries that ci/install-tools.sh puts in .tools/bin."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "mlflow-kserve"
+TOOLS = ROOT / ".tools" / "bin"
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def tool(name: str) -> Path:
+    path = TOOLS / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `bash ci/install-tools.sh` (make setup does)")
+    return path
+
+
+def helm_template(values: Path, helm: str = "helm", *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool(helm), "template", "fraud", CHART, "--namespace", "models", "-f", values, *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def render(values: Path) -> list[dict[str, Any]]:
+    proc = helm_template(values)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+@pytest.fixture(params=SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def scenario(request: pytest.FixtureRequest) -> Path:
+    return request.param

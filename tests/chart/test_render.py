@@ -1,0 +1,156 @@
+"""Every scenario renders, lints and validates against the real schemas: KServe's InferenceService CRD,
+Istio's VirtualService CRD (strict: unknown fields are errors, as kubectl's field validation makes them) and
+Kubernetes' own schemas (kubernetes-validate, strict, 1.29 and the newest)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+
+from .conftest import CHART, ROOT, SCENARIOS, render, tool
+
+CRDS = ROOT.parent / "shared" / "crds"
+CRD_FILES = {
+    ("serving.kserve.io/v1beta1", "InferenceService"): "kserve-v0.20.0-inferenceservices.yaml",
+    ("networking.istio.io/v1", "VirtualService"): "istio-v1.30.3-virtualservices.yaml",
+}
+K8S_VERSIONS = ["1.29.0", latest_version()]
+
+
+def strict(schema: Any) -> Any:
+    """Add additionalProperties: false to every object schema with properties that does not preserve
+    unknown fields: kubectl's strict field validation, as a JSON schema."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+            and "additionalProperties" not in schema
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+@cache
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    if not CRDS.is_dir():
+        pytest.fail(f"{CRDS} is missing: the CRDs are read from ../shared/crds beside the repository")
+    group, version = api_version.split("/")
+    for doc in yaml.safe_load_all((CRDS / CRD_FILES[(api_version, kind)]).read_text()):
+        if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["group"] == group:
+            for entry in doc["spec"]["versions"]:
+                if entry["name"] == version:
+                    schema = strict(entry["schema"]["openAPIV3Schema"])
+                    # Every object has these, whether or not a CRD's schema spells them out.
+                    for field, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+                        schema["properties"].setdefault(field, {"type": kind})
+                    return schema
+    raise AssertionError(f"no schema for {api_version} {kind}")
+
+
+@pytest.mark.parametrize("helm", ["helm", "helm4"])
+def test_helm_lint_strict(scenario: Path, helm: str) -> None:
+    proc = subprocess.run([tool(helm), "lint", "--strict", CHART, "-f", scenario], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_helm4_renders_what_helm3_renders(scenario: Path) -> None:
+    from .conftest import helm_template
+
+    helm4, helm3 = helm_template(scenario, "helm4"), helm_template(scenario)
+    assert helm4.returncode == 0, helm4.stderr
+    assert list(yaml.safe_load_all(helm4.stdout)) == list(yaml.safe_load_all(helm3.stdout))
+
+
+def test_custom_resources_match_their_crds(scenario: Path) -> None:
+    docs = render(scenario)
+    custom = [d for d in docs if (d["apiVersion"], d["kind"]) in CRD_FILES]
+    assert any(d["kind"] == "InferenceService" for d in custom)
+    for doc in custom:
+        errors = sorted(
+            jsonschema.Draft7Validator(crd_schema(doc["apiVersion"], doc["kind"])).iter_errors(doc), key=str
+        )
+        assert not errors, [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
+def test_strict_crd_schema_rejects_unknown_fields() -> None:
+    doc = next(d for d in render(SCENARIOS[0]) if d["kind"] == "InferenceService")
+    bad = copy.deepcopy(doc)
+    bad["spec"]["predictor"]["containers"][0]["imagePullPolicyy"] = "Always"
+    errors = list(jsonschema.Draft7Validator(crd_schema(doc["apiVersion"], doc["kind"])).iter_errors(bad))
+    assert errors and "imagePullPolicyy" in errors[0].message
+
+
+def predictor_as_pod(isvc: dict[str, Any]) -> dict[str, Any]:
+    """The predictor is a PodSpec plus KServe's own fields: validate the PodSpec part with Kubernetes' schema."""
+    kserve_only = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "containerConcurrency", "timeout",
+                   "canaryTrafficPercent", "autoScaling", "deploymentStrategy"}  # fmt: skip
+    spec = {k: v for k, v in isvc["spec"]["predictor"].items() if k not in kserve_only}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": spec}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_core_objects_match_kubernetes_schemas(scenario: Path, version: str) -> None:
+    docs = render(scenario)
+    core = [d for d in docs if (d["apiVersion"], d["kind"]) not in CRD_FILES]
+    core += [predictor_as_pod(d) for d in docs if d["kind"] == "InferenceService"]
+    for doc in core:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_yamllint_clean(scenario: Path, tmp_path: Path) -> None:
+    from .conftest import helm_template
+
+    out = tmp_path / "rendered.yaml"
+    out.write_text(helm_template(scenario).stdout)
+    proc = subprocess.run(
+        [Path(__import__("sys").executable).with_name("yamllint"), "-c", ROOT / "ci" / "lintconf.yaml", out, CHART / "values.yaml", scenario],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_chart_yaml_passes_chart_testing_schema() -> None:
+    import yamale
+
+    schema = yamale.make_schema(str(ROOT / "ci" / "chart_schema.yaml"))
+    yamale.validate(schema, yamale.make_data(str(CHART / "Chart.yaml")))
+
+
+def test_values_schema_and_readme_are_generated_and_fresh() -> None:
+    proc = subprocess.run(
+        [Path(__import__("sys").executable), ROOT / "ci" / "gen_chart_docs.py", "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_helmfile_renders_every_release_of_both_environments(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PATH": f"{tool('helm').parent}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    for environment in ("dev", "prod"):
+        proc = subprocess.run(
+            [tool("helmfile"), "--file", ROOT / "examples" / "helmfile.yaml", "--environment", environment,
+             "template", "--skip-deps"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+        services = [d for d in docs if d["kind"] == "InferenceService"]
+        assert len(services) == 3, [d["metadata"]["name"] for d in services]
+        namespaces = {d["metadata"].get("namespace") for d in services}
+        assert namespaces == {f"models-{environment}"} or namespaces == {None}

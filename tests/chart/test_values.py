@@ -1,0 +1,143 @@
+"""Bad values fail `helm template` with a message naming the value; good scenarios keep the pod safe: security
+defaults on every container, credentials only from Secrets, and an init container configured exactly by the
+variables `mlflow-kserve init` reads."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from mlflow_kserve import cli
+from mlflow_kserve.settings import Settings
+
+from .conftest import CHART, ROOT, SCENARIOS, helm_template, render, tool
+
+BAD = sorted((Path(__file__).parent / "bad-values").glob("*.yaml"))
+SECRET_ENV = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def test_there_are_at_least_twelve_bad_values_files() -> None:
+    assert len(BAD) >= 12
+
+
+@pytest.mark.parametrize("values", BAD, ids=lambda p: p.stem)
+def test_bad_values_fail_naming_the_value(values: Path) -> None:
+    expected = values.read_text().splitlines()[0].removeprefix("# expect: ").strip()
+    proc = helm_template(values)
+    assert proc.returncode != 0, f"{values.name} rendered"
+    pointer = "/" + expected.split("=")[0].replace(".", "/")
+    assert expected in proc.stderr or pointer in proc.stderr, proc.stderr
+
+
+def _pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    specs = [d["spec"]["predictor"] for d in docs if d["kind"] == "InferenceService"]
+    return specs + [d["spec"] for d in docs if d["kind"] == "Pod"]
+
+
+def test_every_container_has_the_security_defaults(scenario: Path) -> None:
+    for pod in _pods(render(scenario)):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True, container["name"]
+            assert context["readOnlyRootFilesystem"] is True, container["name"]
+            assert context["allowPrivilegeEscalation"] is False, container["name"]
+            assert context["capabilities"]["drop"] == ["ALL"], container["name"]
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, container["name"]
+            assert "limits" in container["resources"], container["name"]
+
+
+def test_server_has_startup_readiness_and_liveness_probes(scenario: Path) -> None:
+    server = _pods(render(scenario))[0]["containers"][0]
+    name = server["readinessProbe"]["httpGet"]["path"].split("/")[3]
+    assert server["startupProbe"]["httpGet"]["path"] == f"/v2/models/{name}/ready"
+    assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] >= 300
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def test_istio_cni_runs_the_init_container_as_the_proxy_uid() -> None:
+    docs = render(CHART / "ci" / "raw-istio-hpa-values.yaml")
+    pod = _pods(docs)[0]
+    assert pod["initContainers"][0]["securityContext"]["runAsUser"] == 1337
+    assert "runAsUser" not in pod["containers"][0]["securityContext"]
+
+
+def test_credentials_only_come_from_secrets(scenario: Path) -> None:
+    docs = render(scenario)
+    assert not [d for d in docs if d["kind"] == "Secret"], "the chart never holds credentials"
+    for pod in _pods(docs):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            for env in container.get("env", []):
+                if SECRET_ENV.search(env["name"]) and not env["name"].endswith(("_KEY_ID_KEY",)):
+                    if env["name"] == "AWS_ACCESS_KEY_ID":
+                        assert "secretKeyRef" in env["valueFrom"]
+                        continue
+                    assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], env
+
+
+def test_private_index_credentials_are_expanded_in_the_pod_not_the_spec() -> None:
+    docs = render(CHART / "ci" / "private-index-ca-cache-values.yaml")
+    env = {e["name"]: e for e in _pods(docs)[0]["initContainers"][0]["env"]}
+    assert env["MLFLOW_KSERVE_INDEX_URL"]["value"] == (
+        "https://$(PRIVATE_INDEX_USERNAME):$(PRIVATE_INDEX_PASSWORD)@pypi.corp.example/simple"
+    )
+    assert env["PRIVATE_INDEX_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pypi-credentials", "key": "password"}
+    assert env["SSL_CERT_FILE"]["value"] == "/etc/mlflow-kserve/ca/ca-bundle.crt"
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), "x"), value)
+
+
+def test_init_env_is_exactly_what_the_cli_reads(scenario: Path) -> None:
+    """Against the CLI's own click option definitions, not a copy of them."""
+    known = {p.envvar: p for p in cli.init.params if isinstance(p, click.Option)}
+    init = _pods(render(scenario))[0]["initContainers"][0]
+    assert init["args"] == ["init"]
+    env = {e["name"]: e.get("value", "secret") for e in init["env"]}
+    ours = {name for name in env if name.startswith("MLFLOW_KSERVE_")}
+    assert ours <= set(known), ours - set(known)
+    assert {"MLFLOW_KSERVE_MODEL_URI", "MLFLOW_KSERVE_MODELS_DIR", "MLFLOW_KSERVE_ENV_DIR"} <= ours
+    # The values parse as the CLI parses them, and land where the pod mounts volumes.
+    resolved = {name: _expand(value, env) for name, value in env.items() if name in ours}
+    with pytest.MonkeyPatch.context() as mp:
+        for name in known:
+            mp.delenv(name, raising=False)
+        for name, value in resolved.items():
+            mp.setenv(name, value)
+        ctx = cli.init.make_context("init", [])
+        settings = Settings.from_options(**ctx.params)
+    mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    assert str(settings.models_dir) in mounts and str(settings.env_dir) in mounts
+    assert settings.cache_dir is None or str(settings.cache_dir) in mounts
+
+
+def test_server_mounts_the_shared_volumes_read_only(scenario: Path) -> None:
+    server = _pods(render(scenario))[0]["containers"][0]
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    assert mounts["/mnt/models"]["readOnly"] is True and mounts["/mnt/env"]["readOnly"] is True
+    assert "/tmp" in mounts and {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"} in server["env"]
+
+
+def test_gpu_scenario_requests_the_gpu() -> None:
+    server = _pods(render(CHART / "ci" / "gpu-values.yaml"))[0]["containers"][0]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert server["image"].endswith(":0.1.0-py3.12")
+
+
+def test_checkov_reports_no_failed_check(tmp_path: Path) -> None:
+    for values in SCENARIOS:
+        (tmp_path / f"{values.stem}.yaml").write_text(helm_template(values).stdout)
+    proc = subprocess.run(
+        [tool("checkov"), "--config-file", ROOT / "ci" / "checkov.yaml", "--directory", tmp_path, "--compact", "--skip-download",
+         "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert sys.executable
