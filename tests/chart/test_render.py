@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def test_yamllint_clean(scenario: Path, tmp_path: Path) -> None:
     out = tmp_path / "rendered.yaml"
     out.write_text(helm_template(scenario).stdout)
     proc = subprocess.run(
-        [Path(__import__("sys").executable).with_name("yamllint"), "-c", ROOT / "ci" / "lintconf.yaml", out, CHART / "values.yaml", scenario],
+        [Path(sys.executable).with_name("yamllint"), "-c", ROOT / "ci" / "lintconf.yaml", out, CHART / "values.yaml",
+         scenario],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +134,8 @@ def test_checkov_reports_no_failed_check(tmp_path: Path) -> None:
     for values in SCENARIOS:
         (tmp_path / f"{values.stem}.yaml").write_text(helm_template(values).stdout)
     proc = subprocess.run(
-        [tool("checkov"), "--config-file", ROOT / "ci" / "checkov.yaml", "--directory", tmp_path, "--compact", "--skip-download",
-         "--quiet"],
+        [tool("checkov"), "--config-file", ROOT / "ci" / "checkov.yaml", "--directory", tmp_path, "--compact",
+         "--skip-download", "--quiet"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    assert sys.executable
