@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint unit e2e
+.PHONY: setup demo test lint unit e2e
 
 setup:  ## venv (.venv) with the package (editable) and test deps; helm 3/4, helmfile, checkov in .tools/bin
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
 	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
 	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test]'
 	bash ci/install-tools.sh
+
+demo: setup  ## train the bundled iris model, serve it with `mlflow-kserve run`, send a V2 request
+	bash examples/iris/demo.sh
 
 lint:
 	$(BIN)/ruff check .

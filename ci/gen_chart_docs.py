@@ -1,4 +1,4 @@
-"""Generate the chart's values.schema.json and its README values table from values.yaml (never by hand).
+"""Generate from values.yaml (never by hand): the chart's values.schema.json and the values table in both READMEs.
 
 Each key's `# --` comment is its description; `# @schema` lines add what the default cannot tell:
 `required`, `enum=a,b`, `minimum=0`, `maximum=100`, `pattern=...`, `minLength=1`, `type=integer,null`,
@@ -143,16 +143,18 @@ def rows(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[s
     return out
 
 
-def render() -> tuple[str, str]:
+def render() -> dict[Path, str]:
+    """Every generated file and its content: the schema, and the values table in both READMEs."""
     text = (CHART / "values.yaml").read_text()
     values = yaml.safe_load(text)
     docs = parse_comments(text)
-    schema = json.dumps(build_schema(values, docs), indent=2) + "\n"
-    readme = (CHART / "README.md").read_text()
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
     table = ["| key | type | default | description |", "|---|---|---|---|", *rows(values, docs)]
-    return schema, head + START + "\n" + "\n".join(table) + "\n" + END + tail
+    out = {CHART / "values.schema.json": json.dumps(build_schema(values, docs), indent=2) + "\n"}
+    for readme in (CHART / "README.md", CHART.parent.parent / "README.md"):
+        head, rest = readme.read_text().split(START, 1)
+        _, tail = rest.split(END, 1)
+        out[readme] = head + START + "\n" + "\n".join(table) + "\n" + END + tail
+    return out
 
 
 def undocumented(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[str]:
@@ -175,17 +177,15 @@ def main() -> int:
     if missing:
         print(f"values without a '# --' comment: {', '.join(missing)}", file=sys.stderr)
         return 1
-    schema, readme = render()
+    outputs = render()
     if "--check" in sys.argv:
-        stale = [
-            p for p, new in (("values.schema.json", schema), ("README.md", readme)) if (CHART / p).read_text() != new
-        ]
+        stale = [str(path) for path, new in outputs.items() if path.read_text() != new]
         if stale:
             print(f"stale: {', '.join(stale)}; run python ci/gen_chart_docs.py", file=sys.stderr)
             return 1
         return 0
-    (CHART / "values.schema.json").write_text(schema)
-    (CHART / "README.md").write_text(readme)
+    for path, new in outputs.items():
+        path.write_text(new)
     return 0
 
 

@@ -1,0 +1,139 @@
+"""Cold-start benchmark (not a test): time to a ready-to-serve environment, ours against the alternatives,
+on the same model in one run. Prints a markdown table; ratios are of this run only (machines are noisy).
+
+    .venv/bin/python benchmarks/coldstart.py [--model DIR] [--skip-pip]
+
+(a) hand-made: fresh venv + `pip install --no-cache-dir -r requirements.txt mlserver mlserver-mlflow`
+(b) `mlflow models prepare-env --env-manager uv` (MLflow's own; it does not add the serving stack)
+(c) `mlflow-kserve init`, empty cache          (d) `mlflow-kserve init`, warm cache
+(e) `mlflow-kserve run` until /v2/models/<name>/ready, cold and warm
+ref: raw `uv pip install` of the same lock into a fresh venv, uv cache empty (the floor for a cold install)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+UV = shutil.which("uv", path=str(BIN)) or "uv"
+
+
+def timed(cmd: list[str | Path], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    start = time.monotonic()
+    proc = subprocess.run([str(c) for c in cmd], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
+                          text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    return time.monotonic() - start
+
+
+def run_to_ready(model: Path, work: Path, port: int) -> float:
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", "bench", "--work-dir", work,
+         "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/bench/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - start
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("mlflow-kserve run exited")
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", type=Path, help="an MLflow model dir (default: train examples/iris)")
+    parser.add_argument("--skip-pip", action="store_true", help="skip (a), the slow hand-made pip install")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="coldstart-"))
+    model = args.model
+    if model is None:
+        model = work / "iris-model"
+        subprocess.run([sys.executable, ROOT / "examples" / "iris" / "train.py", model], check=True,
+                       capture_output=True)  # fmt: skip
+    python = getattr(sys, "_base_executable", sys.executable)
+    nocache = {"UV_CACHE_DIR": str(work / "uv-empty")}
+    times: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+
+    # (c) ours, empty cache; the lock it writes is the reference's input
+    cache = work / "cache"
+    ours = ["init", "--model-uri", model, "--name", "bench", "--cache-dir", cache]
+    times["c"] = timed([BIN / "mlflow-kserve", *ours, "--models-dir", work / "c/models", "--env-dir", work / "c/env"])
+    report = json.loads((work / "c/env/report.json").read_text())
+    notes["c"] = ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items() if k != "total")
+    # (d) ours, warm cache
+    times["d"] = timed([BIN / "mlflow-kserve", *ours, "--models-dir", work / "d/models", "--env-dir", work / "d/env"])
+    report = json.loads((work / "d/env/report.json").read_text())
+    notes["d"] = ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items() if k != "total")
+    packages = len(report["packages"])
+    # ref: raw uv install of our lock, empty uv cache
+    timed([UV, "venv", "-q", "--python", python, work / "ref"])
+    times["ref"] = timed([UV, "pip", "install", "-q", "--python", work / "ref/bin/python", "--require-hashes",
+                          "--no-deps", "-r", work / "c/env/requirements.lock"], env=nocache)  # fmt: skip
+    # (a) hand-made pip
+    if not args.skip_pip:
+        timed([python, "-m", "venv", work / "a"])
+        reqs = model / "requirements.txt"
+        times["a"] = timed([work / "a/bin/pip", "install", "-q", "--no-cache-dir", "-r", reqs, "mlserver",
+                            "mlserver-mlflow", "uvloop<0.22"], env={"PIP_CONFIG_FILE": os.devnull})  # fmt: skip
+    else:
+        times["a"] = None
+    # (b) MLflow's prepare-env with uv
+    try:
+        times["b"] = timed([BIN / "mlflow", "models", "prepare-env", "-m", model, "--env-manager", "uv"],
+                           env={**nocache, "MLFLOW_ENV_ROOT": str(work / "mlflow-envs")})  # fmt: skip
+        notes["b"] = "model's requirements only: no MLServer"
+    except RuntimeError as exc:
+        times["b"], notes["b"] = None, f"failed: {str(exc).splitlines()[-1][:80]}"
+    # (e) run to ready, cold (fresh work dir: empty cache) and warm (same work dir)
+    times["e-cold"] = run_to_ready(model, work / "run", 18700)
+    times["e-warm"] = run_to_ready(model, work / "run", 18710)
+
+    rows = [
+        ("a", "hand-made: venv + pip install -r requirements.txt mlserver mlserver-mlflow"),
+        ("b", "mlflow models prepare-env --env-manager uv"),
+        ("ref", "raw uv pip install of the same lock (empty uv cache)"),
+        ("c", "mlflow-kserve init, empty cache"),
+        ("d", "mlflow-kserve init, warm cache"),
+        ("e-cold", "mlflow-kserve run to /v2/models/<name>/ready, cold"),
+        ("e-warm", "mlflow-kserve run to /v2/models/<name>/ready, warm"),
+    ]
+    version, day = sys.version.split()[0], time.strftime("%Y-%m-%d")
+    print(f"Model: {model.name} ({packages} packages), Python {version}, one run on {day}\n")
+    print("| | what | seconds | vs (a) | vs raw uv | notes |")
+    print("|---|---|---|---|---|---|")
+    for key, what in rows:
+        value = times.get(key)
+        if value is None:
+            print(f"| {key} | {what} | n/a | | | {notes.get(key, 'skipped')} |")
+            continue
+        vs_a = f"{times['a'] / value:.1f}x faster" if times.get("a") and key != "a" else ""
+        vs_uv = f"{value / times['ref']:.2f}x" if times.get("ref") else ""
+        print(f"| {key} | {what} | {value:.1f} | {vs_a} | {vs_uv} | {notes.get(key, '')} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
