@@ -21,8 +21,9 @@ lint:
 unit:  ## everything but the slow end-to-end tests
 	$(BIN)/pytest -m "not e2e"
 
-test: lint  ## all tests, the e2e-marked ones included (real installs, real MLServer)
+test: lint  ## all tests, the e2e-marked ones included (real installs, real MLServer), then the container e2e
 	$(BIN)/pytest
+	bash ci/e2e
 
-e2e:  ## only the slow end-to-end tests
-	$(BIN)/pytest -m e2e
+e2e:  ## the chart's rendered pod run with podman: helm template -> pod -> init -> MLServer -> V2 answer
+	bash ci/e2e

@@ -1,0 +1,193 @@
+"""End to end, as a user deploys: helm template → the predictor pod as rendered → podman kube play →
+init container → MLServer → V2 requests with a real V2 client, compared with the model's local predict.
+
+    .venv/bin/python ci/e2e.py        (ci/e2e wraps it: installs podman, builds the base and both images)
+
+Scenarios: (1) sklearn MLflow 3.x model from S3; (2) a model needing a package outside the serving stack;
+(3) a forbidden requirement line: the init container exits 5 and the server never starts; (4) scenario 1's
+pod twice with the cache volume mounted: both init durations. Exits non-zero if any scenario fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import tritonclient.http as httpclient
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "ci"), str(ROOT / "tests")]
+
+from e2e_pod import LOCAL_CHANGES, local_pod  # noqa: E402
+from support import variants  # noqa: E402
+from support.models import build  # noqa: E402
+from support.services import moto_s3  # noqa: E402
+
+HELM = ROOT / ".tools" / "bin" / "helm"
+HOST_PORT = 18080
+ENGINE_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "ci" / "containers.conf")}
+CA_BUNDLE = os.environ.get("E2E_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+
+
+def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["podman", *args], capture_output=True, text=True, env=ENGINE_ENV, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"podman {' '.join(args)}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def render(uri: str, endpoint: str, extra: list[str]) -> dict[str, Any]:
+    chart, values = ROOT / "charts" / "mlflow-kserve", ROOT / "ci" / "e2e-values.yaml"
+    cmd = [str(HELM), "template", "e2e", str(chart), "-f", str(values),
+           "--set", f"model.uri={uri}", "--set", f"storage.s3.endpoint={endpoint}", *extra]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout) if d]
+    return next(d for d in docs if d["kind"] == "InferenceService")
+
+
+def play(isvc: dict[str, Any], work: Path) -> None:
+    pod_file, cm_file = work / "pod.yaml", work / "ca.yaml"
+    pod_file.write_text(yaml.safe_dump(local_pod(isvc, HOST_PORT)))
+    ca = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "e2e-ca"},
+          "data": {"ca.crt": Path(CA_BUNDLE).read_text()}}  # fmt: skip
+    cm_file.write_text(yaml.safe_dump(ca))
+    podman("pod", "rm", "-f", "--all", check=False)
+    # kube play returns when the init container has exited; its code says how init went.
+    podman("kube", "play", "--configmap", str(cm_file), "--network", "slirp4netns:allow_host_loopback=true",
+           str(pod_file), check=False, timeout=1200)  # fmt: skip
+
+
+def init_log() -> str:
+    return (
+        podman("logs", "e2e-predictor-model-init", check=False).stdout
+        + podman("logs", "e2e-predictor-model-init", check=False).stderr
+    )
+
+
+def state(container: str) -> dict[str, Any]:
+    out = podman("inspect", container, "--format", "{{json .State}}", check=False).stdout
+    return json.loads(out) if out.strip() else {}
+
+
+def wait_ready(timeout: float = 300) -> float:
+    start = time.monotonic()
+    url = f"http://127.0.0.1:{HOST_PORT}/v2/models/e2e/ready"
+    while time.monotonic() - start < timeout:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except requests.ConnectionError:
+            pass
+        server = state("e2e-predictor-kserve-container")
+        if server.get("Status") == "exited":
+            logs = podman("logs", "e2e-predictor-kserve-container", check=False).stderr[-2000:]
+            raise RuntimeError(f"server exited {server.get('ExitCode')}: {logs}")
+        time.sleep(0.5)
+    raise RuntimeError("not ready in time")
+
+
+def v2_infer(expected: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{HOST_PORT}")
+    inputs = []
+    if expected["kind"] == "columns":
+        for column, values in expected["input"].items():
+            item = httpclient.InferInput(column, [len(values)], "FP64")
+            item.set_data_from_numpy(np.asarray(values, dtype=np.float64), binary_data=False)
+            inputs.append(item)
+    else:
+        array = np.asarray(expected["input"], dtype=np.float64)
+        item = httpclient.InferInput("input-0", list(array.shape), "FP64")
+        item.set_data_from_numpy(array, binary_data=False)
+        inputs.append(item)
+    result = client.infer("e2e", inputs)
+    response = result.get_response()
+    output = result.as_numpy(response["outputs"][0]["name"]).reshape(-1).tolist()
+    request = {"inputs": [{"name": i.name(), "shape": i.shape(), "datatype": i.datatype()} for i in inputs]}
+    return request, output
+
+
+def report() -> dict[str, Any]:
+    """report.json, read through the server container (it mounts /mnt/env; podman removes finished init
+    containers, so their logs and exit code are gone after a success)."""
+    out = podman("exec", "e2e-predictor-kserve-container", "cat", "/mnt/env/report.json", check=False).stdout
+    return json.loads(out) if out.strip() else {}
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="e2e-"))
+    results: list[dict[str, Any]] = []
+    print("pod changes from the rendered predictor (ci/e2e_pod.py):")
+    for path, reason in LOCAL_CHANGES:
+        print(f"  - {path}: {reason}")
+    with moto_s3() as s3:
+        endpoint = s3.endpoint.replace("127.0.0.1", "10.0.2.2")
+        columns, extra_dep = build("sklearn-columns"), build("custom-extra-dep")
+        forbidden = variants.with_requirement_lines(columns.path, work / "forbidden",
+                                                    "--extra-index-url https://pypi.example.org/simple")  # fmt: skip
+        uris = {
+            "columns": s3.upload_dir(columns.path, "e2e/sklearn-columns"),
+            "extra": s3.upload_dir(extra_dep.path, "e2e/custom-extra-dep"),
+            "forbidden": s3.upload_dir(forbidden, "e2e/forbidden"),
+        }
+        cache_dir = work / "cache"
+        cache_dir.mkdir()
+        os.chmod(cache_dir, 0o777)
+        cache = ["--set", "cache.enabled=true", "--set", "cache.type=hostPath", "--set", f"cache.hostPath={cache_dir}"]
+        scenarios = [
+            ("1 sklearn MLflow 3.x from S3", uris["columns"], [], columns.expected, 0),
+            ("2 package outside the serving stack", uris["extra"], [], extra_dep.expected, 0),
+            ("3 forbidden requirement line", uris["forbidden"], [], None, 5),
+            ("4a cache volume, first start", uris["columns"], cache, columns.expected, 0),
+            ("4b cache volume, second start", uris["columns"], cache, columns.expected, 0),
+        ]
+        for title, uri, extra, expected, want_code in scenarios:
+            row: dict[str, Any] = {"scenario": title}
+            try:
+                isvc = render(uri, endpoint, extra)
+                started = time.monotonic()
+                play(isvc, work)
+                if want_code:
+                    init = state("e2e-predictor-model-init")
+                    log = init_log()
+                    row["init exit"] = init.get("ExitCode")
+                    server = state("e2e-predictor-kserve-container")
+                    row["init log"] = [ln for ln in log.splitlines() if "error:" in ln][-1:]
+                    ok = init.get("ExitCode") == want_code and server.get("Status") != "running"
+                    row["server"] = server.get("Status")
+                else:
+                    wait_ready()
+                    row["ready s"] = round(time.monotonic() - started, 1)
+                    facts = report()
+                    row["init exit"] = 0 if facts else None
+                    row["init s"] = facts.get("seconds", {}).get("total")
+                    row["cache hit"] = facts.get("cache", {}).get("hit")
+                    row["init steps"] = facts.get("seconds")
+                    request, answer = v2_infer(expected)
+                    row["request"], row["answer"], row["local predict"] = request, answer, expected["output"]
+                    ok = bool(facts) and np.allclose(answer, expected["output"])
+                row["result"] = "PASS" if ok else "FAIL"
+            except Exception as exc:  # a scenario's failure is reported, the others still run
+                row["result"], row["error"] = "FAIL", f"{type(exc).__name__}: {exc}"[-1500:]
+            finally:
+                podman("pod", "rm", "-f", "--all", check=False)
+            results.append(row)
+            print(json.dumps(row, default=str))
+    print("\n| scenario | init exit | init s | ready s | result |\n|---|---|---|---|---|")
+    for row in results:
+        cells = [row["scenario"], row.get("init exit"), row.get("init s"), row.get("ready s", "-"), row["result"]]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    failed = [r for r in results if r["result"] != "PASS"]
+    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The predictor pod of a rendered InferenceService, as a Pod a local engine (podman kube play) runs.
+
+The pod is used as rendered. These are the only changes, each with its reason; tests/test_e2e_pod.py fails
+when the pod differs from the rendered predictor anywhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+# KServe-only predictor fields (autoscaling/rollout, read by KServe's controller, not part of a PodSpec).
+KSERVE_FIELDS = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "containerConcurrency", "timeout",
+                 "canaryTrafficPercent", "autoScaling", "deploymentStrategy")  # fmt: skip
+
+# (path, reason): every difference between the rendered predictor and the local Pod.
+LOCAL_CHANGES: list[tuple[str, str]] = [
+    ("spec.restartPolicy", "Never: a failed init container must end the run, not restart forever (KServe: Always)"),
+    ("spec.containers[kserve-container].ports[http1].hostPort", "reach MLServer from the host: no Service here"),
+]
+
+
+def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
+    """The Pod KServe would create from the predictor (minus KServe's own fields), before local changes."""
+    predictor = copy.deepcopy(isvc["spec"]["predictor"])
+    spec = {k: v for k, v in predictor.items() if k not in KSERVE_FIELDS}
+    name = f"{isvc['metadata']['name']}-predictor"
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}
+
+
+def local_pod(isvc: dict[str, Any], host_port: int) -> dict[str, Any]:
+    """predictor_pod() with exactly LOCAL_CHANGES applied."""
+    pod = predictor_pod(isvc)
+    spec = pod["spec"]
+    spec["restartPolicy"] = "Never"
+    for container in spec["containers"]:
+        if container["name"] == "kserve-container":
+            for port in container["ports"]:
+                if port["name"] == "http1":
+                    port["hostPort"] = host_port
+    return pod
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Paths where two manifests differ; list items are keyed by their `name` when they have one."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            sub = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                out.append(sub)
+            else:
+                out += differences(a[key], b[key], sub)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            label = x.get("name", index) if isinstance(x, dict) else index
+            out += differences(x, y, f"{path}[{label}]")
+        return out
+    return [] if a == b else [path]
+
+
+def allowed(path: str) -> bool:
+    """Is ``path`` one of LOCAL_CHANGES (``[*]`` matches any container)?"""
+    for pattern, _reason in LOCAL_CHANGES:
+        regex = re.escape(pattern).replace(r"\[\*\]", r"\[[^\]]+\]")
+        if re.fullmatch(regex, path):
+            return True
+    return False

@@ -1,0 +1,43 @@
+"""The e2e runs the chart's predictor pod as rendered: the local Pod differs from the rendered predictor only
+by ci/e2e_pod.py's listed changes. Then the e2e itself (ci/e2e: images, podman, four scenarios)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "ci"))
+
+import e2e_pod  # noqa: E402
+
+
+def _isvc(*sets: str) -> dict:
+    cmd = [ROOT / ".tools" / "bin" / "helm", "template", "e2e", ROOT / "charts" / "mlflow-kserve", "-f",
+           ROOT / "ci" / "e2e-values.yaml", *(a for s in sets for a in ("--set", s))]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "InferenceService")
+
+
+@pytest.mark.parametrize("sets", [(), ("cache.enabled=true", "cache.type=hostPath", "cache.hostPath=/var/cache/x")])
+def test_local_pod_differs_only_by_the_listed_changes(sets: tuple[str, ...]) -> None:
+    isvc = _isvc(*sets)
+    rendered, local = e2e_pod.predictor_pod(isvc), e2e_pod.local_pod(isvc, 18080)
+    changed = e2e_pod.differences(rendered, local)
+    assert changed and all(e2e_pod.allowed(path) for path in changed), changed
+    assert rendered["spec"]["initContainers"] == local["spec"]["initContainers"]
+    assert rendered["spec"]["volumes"] == local["spec"]["volumes"]
+
+
+def test_an_unlisted_patch_is_caught() -> None:
+    isvc = _isvc()
+    local = e2e_pod.local_pod(isvc, 18080)
+    local["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+    changed = e2e_pod.differences(e2e_pod.predictor_pod(isvc), local)
+    assert [p for p in changed if not e2e_pod.allowed(p)] == [
+        "spec.containers[kserve-container].securityContext.readOnlyRootFilesystem"
+    ]
