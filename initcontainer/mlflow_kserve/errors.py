@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# Query parameters that carry secrets (presigned URLs, SAS tokens), plain or URL-encoded inside another URL.
 _SECRET_QUERY = re.compile(
-    r"(?i)(?P<key>(?:x-amz-)?(?:signature|credential|security-token|token|sig|password|secret|key)=)[^&\s]+"
+    r"(?i)(?P<key>(?:x-amz-)?(?:signature|credential|security-token|token|sig|password|secret|key)(?:=|%3D))"
+    r"(?:[^&\s%]|%(?!26|2F|3F|3D)[0-9A-F]{2})+"
 )
 
 

@@ -45,15 +45,8 @@ class UvInstaller:
         self.env = uv_env(cache_dir)
 
     def create_venv(self, path: Path, python: str) -> None:
-        result = procs.run(
-            [uv_binary(), "venv", "--relocatable", "--python", python, "--no-project", "--quiet", path],
-            env=self.env,
-        )
-        if result.returncode != 0:
-            raise ConfigError(
-                f"cannot create a venv with {python!r}: {_last(result)}",
-                "point --python at a working interpreter of the server image's Python",
-            )
+        cmd = [uv_binary(), "venv", "--relocatable", "--python", python, "--no-project", "--quiet", path]
+        _check_venv(procs.run(cmd, env=self.env), python)
 
     def install(self, venv: Path, lock_file: Path, index: IndexConfig) -> None:
         cmd = [
@@ -70,12 +63,7 @@ class PipInstaller:
         self.env = pip_env(cache_dir)
 
     def create_venv(self, path: Path, python: str) -> None:
-        result = procs.run([python, "-m", "venv", "--without-pip", path])
-        if result.returncode != 0:
-            raise ConfigError(
-                f"cannot create a venv with {python!r}: {_last(result)}",
-                "point --python at a working interpreter of the server image's Python",
-            )
+        _check_venv(procs.run([python, "-m", "venv", "--without-pip", path]), python)
 
     def install(self, venv: Path, lock_file: Path, index: IndexConfig) -> None:
         # The pip that runs mlflow-kserve installs into the target venv (pip >= 22.3 --python).
@@ -103,6 +91,14 @@ def make_scripts_relocatable(venv: Path) -> None:
             continue
         body = script.read_bytes()[len(head) :]
         script.write_bytes(RELOCATABLE_SHEBANG.encode() + body)
+
+
+def _check_venv(result: procs.Result, python: str) -> None:
+    if result.returncode != 0:
+        raise ConfigError(
+            f"cannot create a venv with {python!r}: {_last(result)}",
+            "point --python at a working interpreter of the server image's Python",
+        )
 
 
 def _check(result: procs.Result, tool: str) -> None:
