@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mlflow_kserve.errors import FetchError, InstallError, redact
 
 
