@@ -14,6 +14,7 @@ SERVED_MODELS = {
     "sklearn-columns": ("mlserver==1.7.1", "3.17.2"),
     "custom-extra-dep": ("mlserver==1.7.1", "3.17.2"),
     "sklearn-mlflow2": ("mlserver==1.7.1", "2.22.4"),
+    "sklearn-mlflow216": ("mlserver==1.6.1", "2.16.2"),
     "sklearn-mlflow213": ("mlserver==1.6.1", "2.13.2"),
 }
 

@@ -41,7 +41,7 @@ def _option(flag: str, *decls: str, **kwargs: Any) -> Callable[[Callable[..., An
 model_uri = _option(
     "--model-uri",
     required=True,
-    help="Where the model is: s3://, gs://, wasbs://, http(s)://, a local path or file://, "
+    help="Where the model is: s3://, gs://, wasbs://, http(s):// (MLflow artifact proxy), a path or file://, "
     "models:/<name>/<version>, models:/<name>@<alias>, runs:/<run_id>/<path>.",
 )
 name = _option(

@@ -23,6 +23,14 @@ BUILD_SCRIPT = Path(__file__).with_name("build_model.py")
 BUILDERS: dict[str, tuple[str, ...]] = {
     "mlflow3": ("mlflow==3.17.2", "scikit-learn==1.9.1", "roman==5.2", "cloudpickle"),
     "mlflow2": ("mlflow==2.22.4", "scikit-learn==1.3.2", "numpy==1.26.4", "pandas==2.2.3", "cloudpickle"),
+    "mlflow216": (
+        "mlflow==2.16.2",
+        "scikit-learn==1.5.2",
+        "numpy==1.26.4",
+        "pandas==2.2.3",
+        "cloudpickle",
+        "setuptools<82",
+    ),
     "mlflow213": (
         "mlflow==2.13.2",
         "scikit-learn==1.3.2",
@@ -47,7 +55,9 @@ MODELS: dict[str, Spec] = {
     "custom-extra-dep": Spec("mlflow3", "custom-extra-dep"),
     # MLflow 2.22 (>= 2.19) with older scikit-learn / NumPy pins, tensor signature
     "sklearn-mlflow2": Spec("mlflow2", "sklearn-tensor"),
-    # MLflow 2.13: served by the mlserver 1.6.1 row
+    # MLflow 2.16: the 2.15–2.18 row (mlserver 1.6.1)
+    "sklearn-mlflow216": Spec("mlflow216", "sklearn-columns"),
+    # MLflow 2.13: the 2.10–2.14 row (mlserver 1.6.1 + setuptools<82)
     "sklearn-mlflow213": Spec("mlflow213", "sklearn-columns"),
     # loads nowhere: its load_context raises
     "loader-raises": Spec("mlflow3", "loader-raises"),
