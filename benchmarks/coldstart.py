@@ -88,6 +88,14 @@ def main() -> None:
     report = json.loads((work / "d/env/report.json").read_text())
     notes["d"] = ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items() if k != "total")
     packages = len(report["packages"])
+    venv_mb = report["bytes"]["venv"] / 1e6
+    # --slim: mlflow-skinny instead of mlflow, same model, its own cache
+    slim = ["init", "--model-uri", model, "--name", "bench", "--slim", "--cache-dir", work / "cache-slim"]
+    times["slim"] = timed(
+        [BIN / "mlflow-kserve", *slim, "--models-dir", work / "s/models", "--env-dir", work / "s/env"]
+    )
+    slim_report = json.loads((work / "s/env/report.json").read_text())
+    notes["slim"] = f"venv {slim_report['bytes']['venv'] / 1e6:.0f} MB vs {venv_mb:.0f} MB without --slim"
     # ref: raw uv install of our lock, empty uv cache
     timed([UV, "venv", "-q", "--python", python, work / "ref"])
     times["ref"] = timed([UV, "pip", "install", "-q", "--python", work / "ref/bin/python", "--require-hashes",
@@ -117,6 +125,7 @@ def main() -> None:
         ("ref", "raw uv pip install of the same lock (empty uv cache)"),
         ("c", "mlflow-kserve init, empty cache"),
         ("d", "mlflow-kserve init, warm cache"),
+        ("slim", "mlflow-kserve init --slim, empty cache"),
         ("e-cold", "mlflow-kserve run to /v2/models/<name>/ready, cold"),
         ("e-warm", "mlflow-kserve run to /v2/models/<name>/ready, warm"),
     ]

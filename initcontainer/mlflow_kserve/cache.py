@@ -10,17 +10,17 @@ Layout::
     <root>/uv, <root>/pip            the installers' download caches
     <root>/.locks/                   file locks (one per key): many replicas build an entry once
 
-Restore method, chosen by measurement (783 MB / 19,700-file iris venv): hard links took 0.3 s, `cp -a`
-3.9–4.8 s, tar extract 3.0 s (+2.6 s to create), a per-file Python copy 12 s in a container. So restore
-hard-links every file when the cache and the venv share a filesystem (``mlflow-kserve run``; a hostPath cache
-beside the pod's emptyDirs) and runs `cp -a` across filesystems (a PVC). Both keep mtimes, so the bytecode written
+Restore method, chosen by measurement (783 MB / 19,700-file iris venv): on the host, hard links (`cp -al`)
+took 0.3 s, `cp -a` 3.9–4.8 s, tar extract 3.0 s (+2.6 s to create); in a container, `cp -al` 0.7 s, `cp -a`
+8.8 s, and the same walk done in Python 4.6 s (links) and 12 s (copies). So restore hard-links when the cache
+and the venv share a filesystem (``mlflow-kserve run``; a hostPath cache beside the pod's emptyDirs, as in the
+e2e) and copies with `cp -a` across filesystems (a PVC). Both keep mtimes, so the bytecode written
 when the entry was built stays valid. Keeping the venv on the cache volume and symlinking to it was rejected:
 eviction by another replica would pull the venv from under a running server.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from mlflow_kserve.configure import dir_bytes
 from mlflow_kserve.logs import get_logger
 
 log = get_logger()
@@ -88,7 +89,7 @@ class EnvCache:
                 work.mkdir(parents=True)
                 try:
                     build(work / "venv")
-                    size = _tree_bytes(work / "venv")
+                    size = dir_bytes(work / "venv")
                     (work / "verified").mkdir()
                     _atomic_write(work / "entry.json", json.dumps({"bytes": size, "built": time.time()}))
                     if entry.exists():  # an incomplete leftover
@@ -167,47 +168,23 @@ class EnvCache:
 
 
 def clone_tree(src: Path, dst: Path) -> None:
-    """Hard-link every file of ``src`` into ``dst`` when both share a filesystem; otherwise copy the tree with
-    `cp -a` (3–5 s for a 780 MB venv, where a per-file Python copy took 12 s in a container). Both keep mtimes."""
-    if _same_filesystem(src, dst.parent) and _link_tree(src, dst):
-        return
-    shutil.rmtree(dst, ignore_errors=True)
+    """Hard-link every file of ``src`` into ``dst`` (`cp -al`) when both share a filesystem, else copy it
+    (`cp -a`). Both keep mtimes, so the entry's bytecode stays valid. Measured in a container on a 780 MB venv:
+    `cp -al` 0.7 s, `cp -a` 8.8 s, the same walk in Python 4.6 s (links) and 12 s (copies)."""
     cp = shutil.which("cp")
-    if cp:
-        subprocess.run([cp, "-a", "--reflink=auto", "--", str(src), str(dst)], check=True, capture_output=True)
-    else:  # pragma: no cover - images without coreutils
+    if cp is None:  # pragma: no cover - every image we build has coreutils
         shutil.copytree(src, dst, symlinks=True)
+        return
+    if _same_filesystem(src, dst.parent):
+        linked = subprocess.run([cp, "-al", "--", str(src), str(dst)], capture_output=True, check=False)
+        if linked.returncode == 0:
+            return
+        shutil.rmtree(dst, ignore_errors=True)  # e.g. EPERM under fs.protected_hardlinks: copy instead
+    subprocess.run([cp, "-a", "--", str(src), str(dst)], check=True, capture_output=True)
 
 
 def _same_filesystem(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
-
-
-def _link_tree(src: Path, dst: Path) -> bool:
-    """Hard-link ``src`` into ``dst``; False (and nothing left behind) when the filesystem refuses links."""
-    try:
-        for folder, dirs, files in os.walk(src):
-            rel = os.path.relpath(folder, src)
-            target = dst if rel == "." else dst / rel
-            target.mkdir(parents=True, exist_ok=True)
-            for name in list(dirs):
-                source = os.path.join(folder, name)
-                if os.path.islink(source):
-                    os.symlink(os.readlink(source), target / name)
-                    dirs.remove(name)
-            for name in files:
-                source = os.path.join(folder, name)
-                if os.path.islink(source):
-                    os.symlink(os.readlink(source), target / name)
-                else:
-                    os.link(source, target / name)
-            shutil.copystat(folder, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.rmtree(dst, ignore_errors=True)
-        return False
-    return True
 
 
 def model_digest(model_dir: Path) -> str:
@@ -219,14 +196,6 @@ def model_digest(model_dir: Path) -> str:
             path = os.path.join(folder, name)
             digest.update(f"{os.path.relpath(path, model_dir)}\0{os.path.getsize(path)}\n".encode())
     return digest.hexdigest()
-
-
-def _tree_bytes(path: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            total += os.lstat(os.path.join(folder, name)).st_size
-    return total
 
 
 def _atomic_write(path: Path, text: str) -> None:

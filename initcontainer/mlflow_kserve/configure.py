@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,13 @@ def model_settings(name: str, model_dir: Path, models_dir: Path) -> dict[str, An
 
 
 def dir_bytes(path: Path) -> int:
+    """Total size of the files under ``path`` (`du` in C: a Python walk of a 20,000-file venv took seconds
+    in a container)."""
+    du = shutil.which("du")
+    if du:
+        out = subprocess.run([du, "-s", "-b", str(path)], capture_output=True, text=True, check=False)
+        if out.returncode == 0 and out.stdout.split():
+            return int(out.stdout.split()[0])
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
