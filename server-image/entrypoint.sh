@@ -18,9 +18,12 @@ WORK_DIR=${MLFLOW_KSERVE_WORK_DIR:-/tmp/mlserver}
 mkdir -p "$MLSERVER_METRICS_DIR" "$WORK_DIR" && cd "$WORK_DIR" || exit 1
 
 stopping=0
+child=
+# The trap is set before MLServer starts: a SIGTERM that arrives in between is not lost.
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
 "$MLSERVER" start "$MODELS_DIR" &
 child=$!
-trap 'stopping=1; kill -TERM "$child" 2>/dev/null' TERM INT
+[ "$stopping" = 1 ] && kill -TERM "$child" 2>/dev/null
 wait "$child"
 code=$?
 while kill -0 "$child" 2>/dev/null; do  # a trapped signal interrupts wait: wait for MLServer itself
