@@ -12,17 +12,34 @@ import yaml
 from mlflow_kserve.errors import NotServableError
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps floats as text: ``python: 3.10`` is Python 3.10, not the number 3.1."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str) -> Any:
+    """Parse MLflow's YAML files (MLmodel, python_env.yaml, conda.yaml); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
-    mlflow_version: str | None
+    mlflow_version: str | None  # MLmodel's top-level mlflow_version
     flavors: tuple[str, ...]
-    loader_module: str | None
-    python_version: str | None
+    loader_module: str | None  # python_function.loader_module
+    python_version: str | None  # python_function.python_version
     env: dict[str, str] = field(default_factory=dict)  # python_function.env: {"virtualenv": ..., "conda": ...}
-    signature_inputs: list[Any] | None = None
+    signature_inputs: list[Any] | None = None  # the signature's inputs, parsed from their JSON text
     model_uuid: str | None = None
     run_id: str | None = None
+    artifact_path: str | None = None
+    model_id: str | None = None  # MLflow 3 logged models
 
 
 def read_mlmodel(model_dir: Path) -> ModelInfo:
@@ -34,7 +51,7 @@ def read_mlmodel(model_dir: Path) -> ModelInfo:
             "point the model URI at the directory that holds MLmodel (the logged model's root)",
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise NotServableError(
             f"MLmodel is not readable YAML ({type(exc).__name__}: {str(exc).splitlines()[0]})",
@@ -46,7 +63,7 @@ def read_mlmodel(model_dir: Path) -> ModelInfo:
     pyfunc = flavors.get("python_function")
     if not isinstance(pyfunc, dict):
         raise NotServableError(
-            f"the model has no python_function flavor (flavors: {', '.join(flavors) or 'none'}); "
+            f"the model has no python_function flavor (flavors: {', '.join(map(str, flavors)) or 'none'}); "
             "MLServer serves models through pyfunc",
             "log it with a flavor that supports pyfunc, or wrap it in a mlflow.pyfunc.PythonModel",
         )
@@ -57,19 +74,23 @@ def read_mlmodel(model_dir: Path) -> ModelInfo:
             inputs = json.loads(signature["inputs"])
         except json.JSONDecodeError:
             inputs = None
-    version = data.get("mlflow_version")
-    python = pyfunc.get("python_version")
     return ModelInfo(
         path=model_dir,
-        mlflow_version=str(version) if version else None,
-        flavors=tuple(flavors),
-        loader_module=pyfunc.get("loader_module"),
-        python_version=str(python) if python else None,
+        mlflow_version=_text(data.get("mlflow_version")),
+        flavors=tuple(map(str, flavors)),
+        loader_module=_text(pyfunc.get("loader_module")),
+        python_version=_text(pyfunc.get("python_version")),
         env=_env(pyfunc.get("env")),
-        signature_inputs=inputs,
-        model_uuid=data.get("model_uuid"),
-        run_id=data.get("run_id"),
+        signature_inputs=inputs if isinstance(inputs, list) else None,
+        model_uuid=_text(data.get("model_uuid")),
+        run_id=_text(data.get("run_id")),
+        artifact_path=_text(data.get("artifact_path")),
+        model_id=_text(data.get("model_id")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 def _env(value: Any) -> dict[str, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from mlflow_kserve.errors import ConfigError, NotServableError
@@ -35,19 +36,33 @@ class Plan:
         return tuple(dict.fromkeys((*self.model_requirements, *self.stack.requirements, *self.extra_requirements)))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for ``check --json`` and report.json."""
         return {
             "mlflow_version": self.mlflow_version,
             "env_source": self.env.source,
             "python": {"model": self.env.python_version, "interpreter": self.interpreter_python},
+            "model": {
+                "flavors": list(self.model.flavors),
+                "loader_module": self.model.loader_module,
+                "mlmodel_mlflow_version": self.model.mlflow_version,
+                "run_id": self.model.run_id,
+                "model_uuid": self.model.model_uuid,
+            },
             "serving_stack": asdict(self.stack),
             "model_requirements": list(self.model_requirements),
+            "index_options": list(self.index_options),
             "extra_requirements": list(self.extra_requirements),
             "constraints": list(self.constraints),
+            "requirements": list(self.requirements()),
             "warnings": list(self.warnings),
+            "conda_only": list(self.env.conda_only),
         }
 
 
 def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> Plan:
+    """Read the model, apply the policy, choose the serving stack; raises exit 2, 4, 5 or 6 errors."""
+    extra_requirements = _validated(settings.extra_requirement, "--extra-requirement")
+    operator_constraints = _validated(settings.constraint, "--constraint")
     info = read_mlmodel(model_dir)
     env = read_model_env(model_dir, info, follow_external="external-include" in settings.allow)
     policy = apply_policy(env, model_dir, settings.allow)
@@ -57,7 +72,9 @@ def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> P
         warnings.append(python_warning)
     requirements = list(policy.requirements)
     mlflow_version = _mlflow_version(requirements, info)
-    if not any(_name(r) in ("mlflow", "mlflow-skinny") for r in requirements):
+    if any(_name(r) in ("mlflow", "mlflow-skinny") for r in requirements):
+        requirements = [_pin_mlflow(r, mlflow_version, warnings) for r in requirements]
+    else:
         requirements.append(f"mlflow=={mlflow_version}")
     stack = select_stack(mlflow_version, interpreter_python)
     return Plan(
@@ -67,8 +84,8 @@ def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> P
         model_requirements=tuple(requirements),
         index_options=policy.index_options,
         stack=stack,
-        extra_requirements=_validated(settings.extra_requirement, "--extra-requirement"),
-        constraints=(*policy.constraints, *_validated(settings.constraint, "--constraint")),
+        extra_requirements=extra_requirements,
+        constraints=(*policy.constraints, *operator_constraints),
         warnings=tuple(warnings),
         mlflow_version=mlflow_version,
     )
@@ -79,7 +96,7 @@ def _mlflow_version(requirements: list[str], info: ModelInfo) -> str:
     for text in requirements:
         if _name(text) in ("mlflow", "mlflow-skinny"):
             specs = list(Requirement(text).specifier)
-            if len(specs) == 1 and specs[0].operator in ("==", "==="):
+            if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
                 return specs[0].version
     if info.mlflow_version:
         return info.mlflow_version
@@ -87,6 +104,24 @@ def _mlflow_version(requirements: list[str], info: ModelInfo) -> str:
         "the model names no MLflow version (no mlflow pin, no mlflow_version in MLmodel)",
         "log the model again with MLflow, or pin mlflow==<version> in its requirements.txt",
     )
+
+
+def _pin_mlflow(text: str, version: str, warnings: list[str]) -> str:
+    """A loose mlflow requirement (``mlflow>=2``) is narrowed to the version that logged the model, so the
+    resolver installs the MLflow the serving stack was chosen for (not the newest one)."""
+    if _name(text) not in ("mlflow", "mlflow-skinny"):
+        return text
+    requirement = Requirement(text)
+    if any(s.operator in ("==", "===") and "*" not in s.version for s in requirement.specifier):
+        return text
+    if not requirement.specifier.contains(version, prereleases=True):
+        warnings.append(
+            f"the model requires {text!r} but was logged with MLflow {version}; "
+            f"the serving stack is chosen for MLflow {version}"
+        )
+        return text
+    requirement.specifier &= SpecifierSet(f"=={version}")
+    return str(requirement)
 
 
 def _validated(values: tuple[str, ...], flag: str) -> tuple[str, ...]:

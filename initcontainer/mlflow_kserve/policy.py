@@ -7,11 +7,12 @@ the strict Python policy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_kserve.errors import PolicyError
-from mlflow_kserve.requirements import ModelEnv, RequirementLine
+from mlflow_kserve.requirements import ModelEnv, RequirementLine, split_option
 
 # kind of line -> (allowance that permits it, what the line does)
 RULES: dict[str, tuple[str, str]] = {
@@ -28,11 +29,13 @@ RULES: dict[str, tuple[str, str]] = {
 class PolicyResult:
     requirements: tuple[str, ...]  # what goes to the resolver
     constraints: tuple[str, ...]  # from the model's own -c files
-    index_options: tuple[str, ...]  # allowed index lines
+    index_options: tuple[str, ...]  # allowed index lines as "--long-option=value", passed to the lock step
     warnings: tuple[str, ...]
 
 
 def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> PolicyResult:
+    """Keep the lines the policy allows; PolicyError (exit 5) on the first that it does not, naming the line,
+    its source and the allowance that would permit it."""
     requirements: list[str] = []
     constraints: list[str] = []
     index_options: list[str] = []
@@ -47,8 +50,8 @@ def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> Polic
                     f"(MLFLOW_KSERVE_ALLOW, chart: dependencies.allow)",
                 )
             if line.kind == "index-option":
-                index_options.append(line.text)
-            elif line.kind == "local-path":
+                index_options.append(_normalized_option(line.text))
+            elif line.kind in ("local-path", "editable"):
                 requirements.append(_absolute(line, model_dir))
             elif line.kind != "external-include":
                 requirements.append(line.text)
@@ -59,7 +62,9 @@ def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> Polic
         else:
             warnings.append(f"{line.source}: ignored option {line.text!r}")
     if env.conda_only:
-        warnings.append("conda-only packages are not installed (pip environment): " + ", ".join(env.conda_only))
+        warnings.append(
+            f"conda-only packages in {env.source} are not installed (pip environment): " + ", ".join(env.conda_only)
+        )
     return PolicyResult(tuple(requirements), tuple(constraints), tuple(index_options), tuple(warnings))
 
 
@@ -80,12 +85,36 @@ def check_python(model_python: str | None, interpreter: str, policy: str) -> str
     return message + " (--python-policy warn)"
 
 
+_LONG = {"-i": "--index-url", "-f": "--find-links"}
+
+
+def _normalized_option(text: str) -> str:
+    """``-i URL`` / ``--index-url URL`` / ``--index-url=URL`` → ``--index-url=URL`` (one form for the lock step)."""
+    option, value = split_option(text)
+    option = _LONG.get(option, option)
+    return f"{option}={value}" if value else option
+
+
 def _absolute(line: RequirementLine, model_dir: Path) -> str:
-    """Allowed relative paths are relative to the model directory, not to wherever the resolver runs."""
+    """An allowed relative path is relative to the file that names it, not to wherever the resolver runs."""
+    base = line.base or model_dir.resolve()
     text = line.text
+    prefix = ""
+    if line.kind == "editable":
+        match = re.match(r"(-e|--editable)(?:\s*=\s*|\s+)?(.*)$", text)
+        if not match:
+            return text
+        prefix, text = "-e ", match.group(2).strip()
     name, sep, location = text.partition("@")
-    target = location.strip() if sep else text
-    if target.startswith(("./", "../")):
-        resolved = (model_dir / target).resolve()
-        return f"{name.strip()} @ file://{resolved}" if sep else str(resolved)
-    return text
+    if sep and not re.fullmatch(r"\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*", name):
+        name, sep, location = "", "", text  # "@" inside a path or URL, not "name @ location"
+    target = (location if sep else text).strip()
+    path, semicolon, marker = target.partition(";")
+    path = path.strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*:", path, re.IGNORECASE) or path.startswith(("/", "~")):
+        return prefix + text
+    resolved = (base / path).resolve()
+    rest = f" ;{marker}" if semicolon else ""
+    if sep:
+        return f"{prefix}{name.strip()} @ {resolved.as_uri()}{rest}"
+    return f"{prefix}{resolved}{rest}"

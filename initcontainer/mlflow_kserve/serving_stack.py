@@ -27,17 +27,25 @@ class ServingStack:
     python: str  # interpreter versions MLServer supports
 
 
+def load_table() -> list[ServingStack]:
+    """The rows of serving_stack.toml, first match wins."""
+    return list(_table())
+
+
 @lru_cache(maxsize=1)
-def load_table() -> tuple[ServingStack, ...]:
+def _table() -> tuple[ServingStack, ...]:
     data = tomllib.loads(resources.files("mlflow_kserve").joinpath("serving_stack.toml").read_text())
-    return tuple(
-        ServingStack(row["mlflow"], tuple(row["requirements"]), tuple(row.get("reasons", ())), row["python"])
-        for row in data["stack"]
-    )
+    rows = []
+    for row in data["stack"]:
+        stack = ServingStack(row["mlflow"], tuple(row["requirements"]), tuple(row.get("reasons", ())), row["python"])
+        SpecifierSet(stack.mlflow), SpecifierSet(stack.python)  # a typo in the table fails here, not per model
+        rows.append(stack)
+    return tuple(rows)
 
 
 def supported() -> str:
-    return "; ".join(row.mlflow for row in load_table())
+    """The MLflow versions some row serves, e.g. ">=2.19; >=2.15,<2.19; >=2.10,<2.15"."""
+    return "; ".join(row.mlflow for row in _table())
 
 
 def select_stack(mlflow_version: str, interpreter_python: str | None = None) -> ServingStack:
@@ -49,7 +57,7 @@ def select_stack(mlflow_version: str, interpreter_python: str | None = None) -> 
             f"the model's MLflow version {mlflow_version!r} is not a version",
             "fix mlflow_version in MLmodel or the mlflow pin in requirements.txt",
         ) from exc
-    for row in load_table():
+    for row in _table():
         if SpecifierSet(row.mlflow).contains(version, prereleases=True):
             if interpreter_python and not SpecifierSet(row.python).contains(interpreter_python):
                 raise ConfigError(
