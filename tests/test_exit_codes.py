@@ -3,7 +3,6 @@ the one-line message (cause + fix, no secrets)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,11 @@ def test_2_bad_configuration(models: dict[str, BuiltModel], tmp_path: Path, cli_
 
 
 def test_3_missing_object_is_not_retried(s3: S3, tmp_path: Path, cli_env: dict[str, str]) -> None:
-    started = time.monotonic()
     proc = _init(f"s3://{s3.bucket}/no/such/model", tmp_path, cli_env, "--fetch-retries", "4")
-    elapsed = time.monotonic() - started
     assert proc.returncode == 3, proc.stderr
     message = last_error(proc)
     assert "model not found at s3://models/no/such/model" in message and "fix:" in message
-    assert "retrying" not in proc.stderr
-    assert elapsed < 30
+    assert "retrying" not in proc.stderr, "a missing object is not retried"
     _no_secret(proc.stderr)
     _assert_nothing_ready(tmp_path)
 

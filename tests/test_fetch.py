@@ -4,7 +4,6 @@ server that denies access."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,12 +94,10 @@ def denying_server() -> Iterator[str]:
 
 def test_denied_is_not_retried_and_hides_credentials(denying_server: str, tmp_path: Path) -> None:
     _Deny.hits = 0
-    started = time.monotonic()
     with pytest.raises(FetchError) as info:
         fetch_model(denying_server, tmp_path / "model", retries=4)
     assert info.value.exit_code == 3
     assert "access denied" in str(info.value)
     assert "pa55word" not in str(info.value)
     assert _Deny.hits <= 3, "no retry loop on a 403 (MLflow's own client may ask twice)"
-    assert time.monotonic() - started < 20
     assert not (tmp_path / "model").exists()
