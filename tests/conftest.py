@@ -1,14 +1,31 @@
 """Shared fixtures. Everything here is real: a moto S3 server and an `mlflow server` (sqlite registry, artifacts
 in that S3) on 127.0.0.1, and MLflow models built in venvs with their own MLflow versions.
 
-- ``s3`` (session): support.services.S3 — ``.endpoint``, ``.bucket``, ``.env`` (for subprocesses),
-  ``.upload_dir(path, prefix) -> "s3://bucket/prefix"``.
-- ``registry`` (session): support.services.Registry — ``.tracking_uri``, ``.env``.
-- ``models`` (session): name -> support.models.BuiltModel (``.path``, ``.expected``) for every model in
-  support.models.MODELS.
-- ``s3_models`` / ``registry_models`` (session): name -> model URI (s3://… / models:/name@champion).
-- ``cli_env``: os.environ + S3 + registry env, for running the mlflow-kserve CLI as a subprocess.
-- ``shared_cache`` (session): one --cache-dir for the whole run, so each environment is built once.
+- ``s3`` (session) -> support.services.S3: a moto S3 server (``ThreadedMotoServer``, free port) with the bucket
+  ``models``. ``.endpoint`` (http://127.0.0.1:PORT), ``.bucket``, ``.env`` (fake AWS credentials, region,
+  MLFLOW_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3: merge into a subprocess's env), ``.client()`` (boto3),
+  ``.upload_dir(path, prefix) -> "s3://models/<prefix>"``. The test process's own os.environ is not changed.
+- ``registry`` (session) -> support.services.Registry: ``mlflow server`` from the venv on a free port, sqlite
+  backend in a tmp dir, ``--default-artifact-root s3://models/mlartifacts --no-serve-artifacts`` (clients
+  read and write the moto bucket directly, as with a real S3 registry); waits for /health. ``.tracking_uri``,
+  ``.env`` ({"MLFLOW_TRACKING_URI": ...}).
+- ``models`` (session) -> dict[str, support.models.BuiltModel]: every model in support.models.MODELS, built by
+  support/build_model.py in a builder venv with that model's MLflow (.cache/venvs/<builder>-<hash>), cached in
+  .cache/test-models/<name>-<hash of script + pins>/ (file-locked: concurrent pytest runs build once).
+  ``.path`` (MLmodel at its top), ``.expected`` = {"kind": "columns"|"tensor", "input": ..., "output": [...],
+  "mlflow": "x.y.z"}: ``output`` is ``mlflow.pyfunc.load_model(path).predict(input)`` in the builder venv.
+  Models: sklearn-columns (MLflow 3, named FP64 columns), custom-extra-dep (PythonModel importing `roman`),
+  sklearn-mlflow2 (MLflow 2.22, scikit-learn 1.3, NumPy 1.26, tensor signature), sklearn-mlflow216,
+  sklearn-mlflow213 (MLflow 2.13), loader-raises (load_context raises; no output).
+- ``s3_models`` (session) -> dict[str, str]: name -> "s3://models/plain/<name>" (uploaded with boto3).
+- ``registry_models`` (session) -> dict[str, str]: name -> "models:/<name>@champion" (logged as a run's
+  artifacts, registered as version 1, alias ``champion``).
+- ``cli_env`` (session) -> dict[str, str]: os.environ + S3 + registry env, for running the CLI as a subprocess.
+- ``shared_cache`` (session) -> Path: one --cache-dir for the whole run, so each environment is built once.
+
+More in tests/support: variants.py (broken copies of a model: no MLmodel, no python_function flavor, extra
+requirement lines, another Python), cli.py (run the CLI, serve with `run`, V2 requests), services.py (also a
+credential-checking moto server and an MLflow artifact HTTP server that fails on purpose).
 """
 
 from __future__ import annotations
@@ -18,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.models import MODELS, BuiltModel, build
+from support.models import BuiltModel, build_all
 from support.services import S3, Registry, mlflow_server, moto_s3, register
 
 
@@ -36,7 +53,7 @@ def registry(s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, BuiltModel]:
-    return {name: build(name) for name in MODELS}
+    return build_all()
 
 
 @pytest.fixture(scope="session")

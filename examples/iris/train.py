@@ -26,7 +26,9 @@ def main() -> None:
     example = frame.iloc[[0, 100]]
     signature = mlflow.models.infer_signature(example, model.predict(example))
     if out.exists():
-        shutil.rmtree(out)
+        if not (out / "MLmodel").is_file() and any(out.iterdir()):
+            sys.exit(f"{out} exists and is not an MLflow model: give another directory")
+        shutil.rmtree(out)  # a model saved by an earlier run
     mlflow.sklearn.save_model(
         model, out, signature=signature, serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE
     )

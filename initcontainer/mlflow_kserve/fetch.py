@@ -12,7 +12,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,23 +25,84 @@ from mlflow_kserve.logs import get_logger
 log = get_logger()
 
 _REMOTE_DIR_SCHEMES = ("s3://", "gs://", "wasbs://", "abfss://", "wasb://", "abfs://", "runs:/", "models:/")
-_NOT_FOUND = re.compile(
-    r"NoSuchKey|NoSuchBucket|Not ?Found|404|RESOURCE_DOES_NOT_EXIST|does not exist|No such file|"
-    r"BlobNotFound|ContainerNotFound|not a valid|Invalid model version|not found",
-    re.IGNORECASE,
-)
-_DENIED = re.compile(
-    r"AccessDenied|Access Denied|Forbidden|403|401|InvalidAccessKeyId|SignatureDoesNotMatch|"
-    r"ExpiredToken|Unauthorized|PERMISSION_DENIED|UNAUTHENTICATED|AuthorizationFailure|"
-    r"NoCredentialsError|Unable to locate credentials|credentials",
-    re.IGNORECASE,
-)
-_TRANSIENT = re.compile(
-    r"\b5\d\d\b|SlowDown|Throttl|RequestTimeout|timed? ?out|Connection reset|Connection refused|"
-    r"Connection aborted|EndpointConnectionError|Could not connect|ServiceUnavailable|InternalError|"
-    r"TEMPORARILY_UNAVAILABLE|Max retries exceeded|RemoteDisconnected|IncompleteRead|BrokenPipe",
-    re.IGNORECASE,
-)
+# Error codes the SDKs put in their exceptions (botocore's response Error.Code, MLflow's error_code, Azure's
+# error_code): exact names, checked before any message text.
+_CODES = {
+    "not-found": {
+        "NoSuchKey", "NoSuchBucket", "NotFound", "404", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "BlobNotFound",
+        "ContainerNotFound", "ResourceNotFound",
+    },
+    "denied": {
+        "AccessDenied", "Forbidden", "403", "401", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+        "InvalidToken", "TokenRefreshRequired", "PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED",
+        "AuthorizationFailure", "AuthenticationFailed", "AuthorizationPermissionMismatch",
+    },
+    "transient": {
+        "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError",
+        "ServiceUnavailable", "ServerBusy", "OperationTimedOut", "TEMPORARILY_UNAVAILABLE",
+        "REQUEST_LIMIT_EXCEEDED", "500", "502", "503", "504",
+    },
+}  # fmt: skip
+# Message text, for exceptions without a usable code (requests, urllib3, MLflow's wrapped HTTP errors).
+_TEXT = {
+    "denied": re.compile(
+        r"\b40[13] (?:Client Error|error)|AccessDenied|Access Denied|Forbidden|InvalidAccessKeyId|"
+        r"SignatureDoesNotMatch|ExpiredToken|Unauthorized|PERMISSION_DENIED|UNAUTHENTICATED|"
+        r"NoCredentialsError|Unable to locate credentials|DefaultCredentialsError|ClientAuthenticationError",
+        re.IGNORECASE,
+    ),
+    "not-found": re.compile(
+        r"\b404 (?:Client Error|error)|NoSuchKey|NoSuchBucket|RESOURCE_DOES_NOT_EXIST|does not exist|"
+        r"No such file|BlobNotFound|ContainerNotFound|Not Found|Invalid model version",
+        re.IGNORECASE,
+    ),
+    "transient": re.compile(
+        r"\b(?:5\d\d|429) (?:Server Error|Client Error|error)|too many (?:5\d\d|429) error responses|SlowDown|"
+        r"Throttl|RequestTimeout|timed? ?out|Connection reset|Connection refused|Connection aborted|"
+        r"EndpointConnectionError|Could not connect|ConnectTimeout|ReadTimeout|ServiceUnavailable|"
+        r"TEMPORARILY_UNAVAILABLE|Max retries exceeded|RemoteDisconnected|IncompleteRead|BrokenPipe|"
+        r"ChunkedEncodingError|ProtocolError|Temporary failure in name resolution",
+        re.IGNORECASE,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ClientRetries:
+    """Bounds for the retries inside MLflow's HTTP client and botocore, which run under our own retry loop.
+
+    Their defaults (MLflow: 7 retries, backoff factor 2, waits up to 120 s; botocore legacy mode: 5 attempts)
+    would turn one bounded fetch into minutes. Both libraries are configured only through environment
+    variables, so ``applied()`` sets them for the duration of a download, and only those the operator has
+    not set: an operator's own ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` or ``AWS_MAX_ATTEMPTS`` wins.
+    """
+
+    mlflow_http_max_retries: int = 2
+    mlflow_http_backoff_factor: int = 1  # MLflow accepts whole seconds only
+    aws_max_attempts: int = 2  # botocore counts the first try: one retry
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_http_max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow_http_backoff_factor),
+            "AWS_MAX_ATTEMPTS": str(self.aws_max_attempts),
+        }
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        added = [key for key in self.env() if key not in os.environ]
+        os.environ.update({key: self.env()[key] for key in added})
+        try:
+            yield
+        finally:
+            for key in added:
+                os.environ.pop(key, None)
+
+
+class EmptyDownload(FileNotFoundError):
+    """MLflow downloads an S3/GCS prefix with no objects under it as an empty directory, without an error."""
+
+    error_code = "NOT_FOUND"
 
 
 @dataclass(frozen=True)
@@ -48,60 +112,92 @@ class FetchResult:
     bytes: int
 
 
-def fetch_model(uri: str, dest: Path, *, retries: int = 4, backoff: float = 0.5) -> FetchResult:
-    """Download ``uri`` into ``dest`` (replaced if it exists); raise FetchError (exit 3)."""
+def fetch_model(
+    uri: str,
+    dest: Path,
+    *,
+    retries: int = 4,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+    client_retries: ClientRetries = ClientRetries(),
+    progress_seconds: float = 10.0,
+) -> FetchResult:
+    """Download ``uri`` into ``dest`` (replaced if it exists) so that ``dest/MLmodel`` exists.
+
+    Transient errors are retried ``retries`` times, waiting ``backoff`` * 2^n seconds (at most ``max_backoff``);
+    anything else, and the last transient error, raises FetchError (exit 3) naming the URI (redacted) and a fix.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(dest)
     source = _normalize(uri)
+    log.info("fetching %s", redact(uri), extra={"step": "fetch"})
     attempt = 0
     while True:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetch-", dir=dest.parent))
         try:
-            _download(source, tmp)
+            with client_retries.applied(), _progress(tmp, progress_seconds):
+                _download(source, tmp)
             root = _model_root(tmp, uri)
             files, size = _count(root)
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(root, dest)
-            log.info("fetched %d files, %.1f MB from %s", files, size / 1e6, redact(uri), extra={"step": "fetch"})
+            log.info(
+                "fetched %d files, %s from %s", files, _mb(size), redact(uri),
+                extra={"step": "fetch", "files": files, "bytes": size, "attempts": attempt + 1},
+            )  # fmt: skip
             return FetchResult(dest, files, size)
         except FetchError:
             raise
         except Exception as exc:  # MLflow, boto3, google and azure SDKs raise many types
-            kind = classify(exc)
+            kind, cause = _classify(exc)
             if kind == "transient" and attempt < retries:
-                delay = min(backoff * 2**attempt, 8.0)
+                delay = min(backoff * 2**attempt, max_backoff)
                 attempt += 1
                 log.warning(
-                    "fetch attempt %d failed (%s); retrying in %.1fs", attempt, _short(exc), delay,
-                    extra={"step": "fetch"},
+                    "fetch attempt %d failed (%s); retrying in %.1fs", attempt, _short(cause), delay,
+                    extra={"step": "fetch", "attempt": attempt},
                 )  # fmt: skip
                 time.sleep(delay)
                 continue
-            raise _error(uri, exc, kind, attempt) from exc
+            raise _error(uri, cause, kind, attempt) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def classify(exc: BaseException) -> str:
-    """'not-found', 'denied', 'transient' or 'other', from the exception chain's types and messages."""
-    texts = []
+    """'not-found', 'denied', 'transient' or 'other': HTTP status or SDK error code anywhere in the exception
+    chain first, then the messages' text."""
+    return _classify(exc)[0]
+
+
+def _classify(exc: BaseException) -> tuple[str, BaseException]:
+    """The kind, and the exception in the chain that shows it: the root cause first, as SDKs wrap errors in
+    their own (MLflow's S3 repository turns botocore's ``InvalidAccessKeyId`` into a PERMISSION_DENIED)."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None and len(texts) < 6:
-        texts.append(f"{type(seen).__name__}: {seen}")
+    while seen is not None and len(chain) < 8 and seen not in chain:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    text = " | ".join(texts)
-    status = _status(exc)
-    if status in (401, 403) or (status is None and _DENIED.search(text) and not _TRANSIENT.search(text)):
-        return "denied"
-    if status == 404 or (status is None and _NOT_FOUND.search(text)):
-        return "not-found"
-    if (status is not None and (status >= 500 or status == 429)) or _TRANSIENT.search(text):
-        return "transient"
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return "transient"
-    return "other"
+    for item in reversed(chain):
+        status, code = _status(item), _code(item)
+        for kind, codes in _CODES.items():
+            if code in codes:
+                return kind, item
+        if status in (401, 403):
+            return "denied", item
+        if status == 404:
+            return "not-found", item
+        if status is not None and (status >= 500 or status in (408, 429)):
+            return "transient", item
+    for kind in ("denied", "not-found", "transient"):
+        for item in reversed(chain):
+            if _TEXT[kind].search(f"{type(item).__name__}: {item}"):
+                return kind, item
+    if any(isinstance(item, (ConnectionError, TimeoutError)) for item in chain):
+        return "transient", chain[-1]
+    return "other", chain[-1]
 
 
 def _status(exc: BaseException) -> int | None:
@@ -113,9 +209,15 @@ def _status(exc: BaseException) -> int | None:
     return int(status) if isinstance(status, int) else None
 
 
-# MLflow's own HTTP retries (7 with backoff factor 2) would turn our bounded retry loop into minutes
-# against an unreachable tracking server; these are MLflow's documented settings, used unless set.
-MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    code = getattr(exc, "error_code", None)  # MlflowException, azure HttpResponseError
+    if code is None:
+        return None
+    return str(getattr(code, "value", code))
 
 
 def _download(source: str, tmp: Path) -> None:
@@ -130,8 +232,6 @@ def _download(source: str, tmp: Path) -> None:
             target.mkdir()
             shutil.copy2(path, target / path.name)
         return
-    for key, value in MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     import mlflow.artifacts
 
     mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp / "artifacts"))
@@ -142,7 +242,7 @@ def _model_root(tmp: Path, uri: str) -> Path:
     without its trailing slash one level deeper). Nothing at all is 'not found'."""
     base = tmp / "artifacts"
     if not base.exists() or not any(base.iterdir()):
-        raise FileNotFoundError(f"not found: nothing at {redact(uri)}")
+        raise EmptyDownload("no files under this URI")
     if (base / "MLmodel").exists():
         return base
     children = [c for c in base.iterdir() if not c.name.startswith(".")]
@@ -171,6 +271,33 @@ def _count(root: Path) -> tuple[int, int]:
     return files, size
 
 
+@contextmanager
+def _progress(tmp: Path, every: float) -> Iterator[None]:
+    """Log how much has arrived every ``every`` seconds while a download runs (nothing for quick ones)."""
+    done = threading.Event()
+
+    def report() -> None:
+        started = time.monotonic()
+        while not done.wait(every):
+            files, size = _count(tmp)
+            log.info(
+                "downloading: %d files, %s so far (%.0fs)", files, _mb(size), time.monotonic() - started,
+                extra={"step": "fetch", "files": files, "bytes": size},
+            )  # fmt: skip
+
+    thread = threading.Thread(target=report, name="fetch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def _remove_stale(dest: Path) -> None:
     for stale in dest.parent.glob(f".{dest.name}.fetch-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -182,6 +309,11 @@ def _short(exc: BaseException) -> str:
 
 def _error(uri: str, exc: BaseException, kind: str, attempts: int) -> FetchError:
     where = redact(uri)
+    if isinstance(exc, ModuleNotFoundError):
+        return FetchError(
+            f"could not fetch {where}: its store's client library is missing ({_short(exc)})",
+            "install it: pip install 'mlflow-kserve[gcs,azure]' (init image: --build-arg EXTRAS=gcs,azure)",
+        )
     if kind == "not-found":
         return FetchError(
             f"model not found at {where} ({_short(exc)})",

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from filelock import FileLock
 from mlflow_kserve.tools import uv_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / ".cache"
+# MLFLOW_KSERVE_TEST_CACHE moves the builder venvs and built models elsewhere (e.g. to time a cold build).
+CACHE = Path(os.environ.get("MLFLOW_KSERVE_TEST_CACHE") or ROOT / ".cache")
 BUILD_SCRIPT = Path(__file__).with_name("build_model.py")
 
 # builder venv -> pins. Each model below names the builder whose MLflow logged it.
@@ -105,6 +108,14 @@ def build(name: str) -> BuiltModel:
             )  # fmt: skip
             expected.with_suffix(".tmp").rename(expected)
     return BuiltModel(name, model, json.loads(expected.read_text()))
+
+
+def build_all(names: list[str] | None = None) -> dict[str, BuiltModel]:
+    """Build (or take from the cache) several models at once: the builder venvs install in parallel."""
+    names = list(MODELS) if names is None else names
+    uv_binary()  # first call initialises sysconfig, which is not thread-safe
+    with ThreadPoolExecutor(max_workers=len(BUILDERS)) as pool:
+        return dict(zip(names, pool.map(build, names), strict=True))
 
 
 def _digest(parts: tuple[str, ...]) -> str:

@@ -1,18 +1,24 @@
-"""Real services on 127.0.0.1 for the tests: a moto S3 server and an MLflow tracking server + model registry
-(sqlite backend, artifacts in that S3 server)."""
+"""Real services on 127.0.0.1 for the tests: a moto S3 server, an MLflow tracking server + model registry
+(sqlite backend, artifacts in that S3 server), a moto S3 server that checks credentials (denies everyone), and
+an HTTP server speaking MLflow's artifact proxy API that can fail its first requests (transient errors)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -149,3 +155,114 @@ def register(registry: Registry, s3: S3, name: str, model_dir: Path, alias: str 
             else:
                 os.environ[key] = value
     return f"models:/{name}@{alias}"
+
+
+def _wait_for(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def moto_s3_checking_credentials(workdir: Path) -> Iterator[str]:
+    """A second moto S3 server (a subprocess: moto reads this setting at import) that authenticates every
+    request against its IAM, where no user exists: any access key gets 403 InvalidAccessKeyId. Yields the
+    endpoint URL."""
+    port = free_port()
+    log = workdir / "moto-auth.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for(f"{endpoint}/moto-api/", proc, 60, log)
+            yield endpoint
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+@dataclass
+class ArtifactServer:
+    """A running artifact server: ``uri(name)`` is an http:// model URI MLflow downloads through its
+    HttpArtifactRepository; ``requests`` lists every request path with the status answered."""
+
+    base: str
+    requests: list[tuple[str, int]] = field(default_factory=list)
+
+    def uri(self, name: str, query: str = "") -> str:
+        return f"{self.base}{ARTIFACTS_API}/{name}" + (f"?{query}" if query else "")
+
+    def failures(self) -> int:
+        return sum(1 for _path, status in self.requests if status != 200)
+
+
+@contextmanager
+def artifact_http_server(
+    root: Path, *, fail_first: int = 0, status: int = 503, delay: float = 0.0
+) -> Iterator[ArtifactServer]:
+    """Serve the directory ``root`` the way ``mlflow server --serve-artifacts`` does (list: GET
+    ``/api/2.0/mlflow-artifacts/artifacts?path=P`` -> {"files": [...]}; download: GET ``.../artifacts/P``),
+    answering the first ``fail_first`` requests with ``status`` instead, each file after ``delay`` seconds."""
+    state = ArtifactServer("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            if len(state.requests) < fail_first:
+                return self._send(status, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}', url.path)
+            if url.path == ARTIFACTS_API:
+                rel = urllib.parse.parse_qs(url.query).get("path", [""])[0]
+                folder = (root / rel).resolve()
+                if not folder.is_dir() or not folder.is_relative_to(root.resolve()):
+                    return self._send(200, b'{"files": []}', url.path)
+                files = [
+                    {"path": c.name, "is_dir": c.is_dir(), **({} if c.is_dir() else {"file_size": c.stat().st_size})}
+                    for c in sorted(folder.iterdir())
+                ]
+                return self._send(200, json.dumps({"files": files}).encode(), url.path)
+            if url.path.startswith(ARTIFACTS_API + "/"):
+                target = (root / urllib.parse.unquote(url.path[len(ARTIFACTS_API) + 1 :])).resolve()
+                if target.is_file() and target.is_relative_to(root.resolve()):
+                    time.sleep(delay)
+                    return self._send(200, target.read_bytes(), url.path, "application/octet-stream")
+            return self._send(404, b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}', url.path)
+
+        def _send(self, code: int, body: bytes, path: str, kind: str = "application/json") -> None:
+            state.requests.append((path, code))
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
