@@ -82,13 +82,15 @@ def test_eviction_is_least_recently_used_first(tmp_path: Path, lock_file: Path) 
     for key in ("a", "b", "c"):
         (tmp_path / key).mkdir()
         cache.provide_env(key, tmp_path / key / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
-        time.sleep(0.05)
+    for key, age in (("a", 3000), ("b", 4000), ("c", 2000)):  # last used: b, then a, then c
+        os.utime(tmp_path / "cache" / "envs" / key / "entry.json", (time.time() - age, time.time() - age))
     sizes = {key: size for key, size, _ in cache.entries()}
-    (tmp_path / "again").mkdir()
-    assert cache.provide_env("a", tmp_path / "again" / "venv", lambda p: None) is True  # "a" used last now
+    assert [key for key, _, _ in cache.entries()] == ["b", "a", "c"]
     cache.max_bytes = sizes["a"] + sizes["c"] + 1
-    assert cache.evict(keep="c") == ["b"]
-    assert sorted(key for key, _, _ in cache.entries()) == ["a", "c"]
+    assert cache.evict() == ["b"]
+    cache.max_bytes = sizes["a"] + 1
+    assert cache.evict(keep="a") == ["c"], "the entry just built is kept, even when it is the oldest"
+    assert [key for key, _, _ in cache.entries()] == ["a"]
 
 
 def test_lock_memo_and_keys(tmp_path: Path) -> None:
@@ -121,3 +123,49 @@ def test_restore_across_filesystems_copies_and_keeps_mtimes(tmp_path: Path) -> N
     same = tmp_path / "same"
     clone_tree(src, same)
     assert (same / "pkg" / "mod.py").stat().st_ino == (src / "pkg" / "mod.py").stat().st_ino, "hard link"
+
+
+def _hold_shared_lock(path: Path) -> subprocess.Popen[bytes]:
+    """What server-image/entrypoint.sh does while MLServer runs: `flock -s` on the entry's in-use file."""
+    holder = subprocess.Popen(["sh", "-c", f'exec 9<"{path}"; flock -s 9; echo locked; exec sleep 120'],
+                              stdout=subprocess.PIPE)  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+def test_serve_from_cache_links_and_eviction_spares_entries_in_use(tmp_path: Path, lock_file: Path) -> None:
+    cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
+    for key in ("a", "b", "c"):
+        (tmp_path / key).mkdir()
+        built = cache.provide_env(key, tmp_path / key / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
+        assert built is False
+    link = tmp_path / "a" / "venv"
+    assert link.is_symlink() and link.resolve() == (tmp_path / "cache" / "envs" / "a" / "venv").resolve()
+    assert _imports_six(link), "the relocatable venv runs from the cache entry"
+    assert cache.provide_env("a", link, lambda p: pytest.fail("a hit builds nothing")) is True
+    assert link.is_symlink(), "a restore replaces the link it finds"
+
+    sizes = {key: size for key, size, _ in cache.entries()}
+    for key in ("a", "b"):  # used long ago; c was restored just now (init exited, server not up yet)
+        os.utime(tmp_path / "cache" / "envs" / key / "entry.json", (time.time() - 3600, time.time() - 3600))
+    cache.max_bytes = sizes["c"]
+    holder = _hold_shared_lock(tmp_path / "cache" / "envs" / "a" / "in-use")
+    try:
+        assert cache.evict() == ["b"], "a is locked by a running server, c is within the grace period"
+        assert _imports_six(link)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cache.evict() == ["a"], "once its server is gone, a goes; c still within the grace period"
+    assert not link.exists() and link.is_symlink(), "the pod that used it would have to be restarted"
+    assert [key for key, _, _ in cache.entries()] == ["c"]
+
+
+def test_restore_replaces_a_venv_left_by_an_earlier_attempt(tmp_path: Path, lock_file: Path) -> None:
+    (tmp_path / "pod" / "venv" / "junk").mkdir(parents=True)  # e.g. a copy, before the slim fallback re-locked
+    cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
+    cache.provide_env("k", tmp_path / "pod" / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
+    assert (tmp_path / "pod" / "venv").is_symlink() and _imports_six(tmp_path / "pod" / "venv")
+    cache.serve_from_cache = False
+    cache.provide_env("k", tmp_path / "pod" / "venv", lambda p: pytest.fail("a hit builds nothing"))
+    assert not (tmp_path / "pod" / "venv").is_symlink() and _imports_six(tmp_path / "pod" / "venv")

@@ -1,18 +1,21 @@
 """Six `mlflow-kserve init` processes start at once on one model and one cache dir (replicas scaling up
 together): all succeed, the cache holds one entry, and every venv serves the model through MLServer.
+--serve-from-cache: the server image's entrypoint runs the venv from the cache entry and keeps it from eviction.
 Then --slim: the same model with mlflow-skinny instead of mlflow, a smaller venv that still serves."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from support.cli import MLFLOW_KSERVE, served, v2_request
+from mlflow_kserve.cache import EnvCache
+from support.cli import MLFLOW_KSERVE, mlflow_kserve, report, served, v2_request
 from support.models import BuiltModel
 from support.services import free_port
 
@@ -67,6 +70,68 @@ def test_six_replicas_share_one_cache_entry(models: dict[str, BuiltModel], tmp_p
     for i in range(6):
         pod = tmp_path / f"pod{i}"
         assert _serve_once(pod / "env", pod / "models", model) == pytest.approx(model.expected["output"])
+
+
+ENTRYPOINT = Path(__file__).resolve().parents[1] / "server-image" / "entrypoint.sh"
+
+
+def _start_server(pod: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "MLFLOW_KSERVE_ENV_DIR": str(pod / "env"),
+        "MLFLOW_KSERVE_MODELS_DIR": str(pod / "models"),
+        "MLFLOW_KSERVE_WORK_DIR": str(pod / "work"),
+        "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(free_port()),
+        "MLSERVER_METRICS_PORT": str(free_port()),
+        "MLSERVER_METRICS_DIR": str(pod / "metrics"),
+    }
+    return subprocess.Popen(["sh", ENTRYPOINT], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_ready(server: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, f"the server exited: {server.stderr.read() if server.stderr else ''}"
+        try:
+            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "not ready in 180 s"
+        time.sleep(0.3)
+
+
+@pytest.mark.e2e
+def test_server_runs_the_venv_from_the_cache_entry_and_keeps_it(models: dict[str, BuiltModel], tmp_path: Path) -> None:
+    model, pod, cache_dir = models["sklearn-columns"], tmp_path / "pod", tmp_path / "cache"
+    args = ["init", "--model-uri", str(model.path), "--name", "iris", "--models-dir", str(pod / "models"),
+            "--env-dir", str(pod / "env"), "--cache-dir", str(cache_dir), "--serve-from-cache"]  # fmt: skip
+    done = mlflow_kserve(args, os.environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    venv = pod / "env" / "venv"
+    entry = (cache_dir / "envs").resolve() / next(p.name for p in (cache_dir / "envs").iterdir())
+    assert venv.is_symlink() and venv.resolve() == entry / "venv"
+    assert report(pod / "env")["venv"] == str(entry / "venv")
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v2/models/iris"
+    server = _start_server(pod, port)
+    try:
+        _wait_ready(server, url)
+        old = time.time() - 3600  # past the grace period: only the server's lock protects the entry now
+        os.utime(entry / "entry.json", (old, old))
+        assert EnvCache(cache_dir, max_bytes=1).evict() == [], "the running server's entry is not evicted"
+        answer = requests.post(f"{url}/infer", json=v2_request(model.expected), timeout=60).json()
+        assert answer["outputs"][0]["data"] == pytest.approx(model.expected["output"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert EnvCache(cache_dir, max_bytes=1).evict() == [entry.name], "with its server stopped it can go"
+    restarted = _start_server(pod, free_port())
+    _out, err = restarted.communicate(timeout=60)
+    assert restarted.returncode == 1
+    assert "the cached environment" in err and "is missing" in err and "Delete the pod" in err, err
 
 
 @pytest.mark.e2e

@@ -6,21 +6,31 @@ Layout::
     <root>/envs/<env-key>/venv       complete venvs, keyed by the lock, Python version and platform
     <root>/envs/<env-key>/entry.json size and build time; its mtime is the last use (LRU)
     <root>/envs/<env-key>/verified/  model digests that loaded in this venv (a hit skips verify for them)
+    <root>/envs/<env-key>/in-use     running servers hold a shared flock on it; eviction skips such entries
     <root>/tmp/                      builds in progress; renamed into envs/ only when complete
     <root>/uv, <root>/pip            the installers' download caches
     <root>/.locks/                   file locks (one per key): many replicas build an entry once
 
 Restore method, chosen by measurement (783 MB / 19,700-file iris venv): on the host, hard links (`cp -al`)
 took 0.3 s, `cp -a` 3.9–4.8 s, tar extract 3.0 s (+2.6 s to create); in a container, `cp -al` 0.7 s, `cp -a`
-8.8 s, and the same walk done in Python 4.6 s (links) and 12 s (copies). So restore hard-links when the cache
-and the venv share a filesystem (``mlflow-kserve run``; a hostPath cache beside the pod's emptyDirs, as in the
-e2e) and copies with `cp -a` across filesystems (a PVC). Both keep mtimes, so the bytecode written
-when the entry was built stays valid. Keeping the venv on the cache volume and symlinking to it was rejected:
-eviction by another replica would pull the venv from under a running server.
+8.8 s, and the same walk done in Python 4.6 s (links) and 12 s (copies). A pod's cache (a PVC) and its /mnt/env
+(an emptyDir) are always different mounts, where hard links fail (EXDEV) and only copying is left: 7.9 s of a
+warm start in the e2e pod. Hence two modes:
+
+- ``serve_from_cache`` (the chart's default: the server container mounts the cache read-only at the same
+  path): /mnt/env/venv becomes a symlink to ``envs/<key>/venv``. Nothing is copied, on a hit or after a
+  build. The venvs are relocatable, so they run from there. A running server holds a shared lock
+  (``flock -s``) on ``envs/<key>/in-use`` for its whole life (server-image/entrypoint.sh), and eviction skips
+  entries that are locked or were restored in the last ``RECENT_USE_GRACE`` seconds (the gap between the init
+  container exiting and the server taking the lock). An entry is pulled only from under a server that is
+  down (a crash loop's back-off) and unused by any init for that long; its entrypoint then says so and exits.
+- otherwise: hard links (`cp -al`) when the cache and the venv share a mount (``mlflow-kserve run``), else
+  `cp -a`. Both keep mtimes, so the bytecode written when the entry was built stays valid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +38,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -38,12 +49,15 @@ from mlflow_kserve.logs import get_logger
 
 log = get_logger()
 LOCK_TIMEOUT = 3600.0  # a replica waits this long for another one's build of the same entry
+RECENT_USE_GRACE = 900.0  # an entry restored this recently is never evicted (init exited, server not yet up)
+IN_USE = "in-use"
 
 
 class EnvCache:
-    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None, *, serve_from_cache: bool = False) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.serve_from_cache = serve_from_cache
         for sub in ("locks", "envs", "tmp", ".locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -91,6 +105,7 @@ class EnvCache:
                     build(work / "venv")
                     size = dir_bytes(work / "venv")
                     (work / "verified").mkdir()
+                    (work / IN_USE).touch()
                     _atomic_write(work / "entry.json", json.dumps({"bytes": size, "built": time.time()}))
                     if entry.exists():  # an incomplete leftover
                         shutil.rmtree(entry)
@@ -124,7 +139,8 @@ class EnvCache:
         return sorted(out, key=lambda item: item[2])
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Remove least recently used entries until the total is within max_bytes."""
+        """Remove least recently used entries until the total is within max_bytes. Entries a server runs
+        from (shared lock on ``in-use``) or restored in the last RECENT_USE_GRACE seconds stay."""
         if self.max_bytes is None:
             return []
         entries = self.entries()
@@ -133,33 +149,45 @@ class EnvCache:
         for key, size, _used in entries:
             if total <= self.max_bytes:
                 break
-            if key == keep:
-                continue
-            lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=0)
-            try:
-                with lock:
-                    trash = self.root / "tmp" / f"{key}.evicted-{uuid.uuid4().hex[:8]}"
-                    os.rename(self.root / "envs" / key, trash)  # gone from envs/ at once, deleted after
-                    shutil.rmtree(trash, ignore_errors=True)
-            except (Timeout, OSError):
+            if key == keep or not self._remove_unused(key):
                 continue
             total -= size
             removed.append(key)
             log.info("evicted cache entry %s (%.0f MB)", key[:12], size / 1e6)
         return removed
 
+    def _remove_unused(self, key: str) -> bool:
+        entry = self.root / "envs" / key
+        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=0)
+        try:
+            with lock, _exclusive(entry / IN_USE) as free:
+                # Checked under both locks: a restore touches entry.json before it lets go of in-use.
+                if not free or time.time() - (entry / "entry.json").stat().st_mtime < RECENT_USE_GRACE:
+                    return False
+                trash = self.root / "tmp" / f"{key}.evicted-{uuid.uuid4().hex[:8]}"
+                os.rename(entry, trash)  # gone from envs/ at once, deleted after
+        except (Timeout, OSError):
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
     # -- internals --------------------------------------------------------------------------------------
     def _complete(self, entry: Path) -> bool:
         return (entry / "entry.json").is_file() and (entry / "venv" / "pyvenv.cfg").is_file()
 
     def _restore(self, entry: Path, dest: Path) -> None:
-        os.utime(entry / "entry.json")  # last used, for LRU
-        tmp = dest.with_name(f".{dest.name}.restore-{uuid.uuid4().hex[:8]}")
-        try:
-            clone_tree(entry / "venv", tmp)
-            os.rename(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        """Leave ``dest`` (replaced if it exists) as a link to the entry's venv or a clone of it."""
+        with _shared(entry / IN_USE):  # eviction waits until the use below is recorded
+            os.utime(entry / "entry.json")  # last used, for LRU and the grace period
+            tmp = dest.with_name(f".{dest.name}.restore-{uuid.uuid4().hex[:8]}")
+            try:
+                if self.serve_from_cache:
+                    tmp.symlink_to((entry / "venv").absolute(), target_is_directory=True)
+                else:
+                    clone_tree(entry / "venv", tmp)
+                _replace(tmp, dest)
+            finally:
+                _remove(tmp)
 
     def _clean_tmp(self, key: str) -> None:
         """Leftovers of a build killed mid-way (we hold the key's lock, so no live build owns them)."""
@@ -181,6 +209,45 @@ def clone_tree(src: Path, dst: Path) -> None:
             return
         shutil.rmtree(dst, ignore_errors=True)  # e.g. EPERM under fs.protected_hardlinks: copy instead
     subprocess.run([cp, "-a", "--", str(src), str(dst)], check=True, capture_output=True)
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Rename ``src`` onto ``dest``; a venv or link left at ``dest`` by an earlier attempt goes first."""
+    _remove(dest)
+    os.replace(src, dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    """A non-blocking exclusive flock on ``path``: yields False while any server holds its shared lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # NFS locks need write access for an exclusive lock
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def _shared(path: Path) -> Iterator[None]:
+    """A blocking shared flock on ``path`` (created if missing), held for the ``with`` block."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _same_filesystem(a: Path, b: Path) -> bool:

@@ -129,6 +129,13 @@ slim = _option(
     show_default=True,
     help="Serve the model's mlflow requirement with mlflow-skinny of the same version when the model loads with it.",
 )
+serve_from_cache = _option(
+    "--serve-from-cache/--copy-from-cache",
+    default=False,
+    show_default=True,
+    help="With --cache-dir: make the venv a link to its cache entry instead of a copy (the server must mount "
+    "the cache at the same path; it holds a lock that keeps the entry from eviction).",
+)
 verify = _option(
     "--verify/--no-verify",
     default=True,
@@ -175,7 +182,7 @@ RESOLVE_OPTIONS = [
     model_uri, name, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
-INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, verify]
+INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
 # run derives --models-dir and --env-dir from --work-dir.
 RUN_OPTIONS = [

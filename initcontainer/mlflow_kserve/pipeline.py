@@ -196,7 +196,7 @@ def _cache(settings: Settings) -> Any:
         return None
     from mlflow_kserve.cache import EnvCache
 
-    return EnvCache(settings.cache_dir, settings.cache_max_bytes)
+    return EnvCache(settings.cache_dir, settings.cache_max_bytes, serve_from_cache=settings.serve_from_cache)
 
 
 def _tool_cache(settings: Settings, cache: Any) -> Path | None:
@@ -255,7 +255,8 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
         "index": prepared.request.index.describe(),
         "cache": {"enabled": settings.cache_dir is not None, "hit": cache_hit, "lock_hit": prepared.lock_cached},
         "packages": prepared.lock.packages,
-        "bytes": {"model": prepared.model_bytes, "venv": dir_bytes(settings.venv_dir)},
+        "venv": str(settings.venv_dir.resolve()),  # the cache entry's venv with --serve-from-cache
+        "bytes": {"model": prepared.model_bytes, "venv": dir_bytes(settings.venv_dir.resolve())},
         "seconds": timings,
         "warnings": list(plan.warnings),
     }

@@ -37,6 +37,7 @@ class Settings:
     name: str = ""
     cache_dir: Path | None = None
     cache_max_bytes: int | None = None
+    serve_from_cache: bool = False
     installer: Literal["uv", "pip"] = "uv"
     index_url: str | None = None
     extra_index_url: tuple[str, ...] = ()
@@ -87,6 +88,10 @@ class Settings:
         for key in ("extra_index_url", "extra_requirement", "constraint"):
             values[key] = tuple(v.strip() for v in values.get(key, ()) if v and v.strip())
         values["allow"] = frozenset(values.get("allow", ()))
+        if values.get("serve_from_cache") and values.get("cache_dir") is None:
+            raise ConfigError(
+                "--serve-from-cache without a cache", "pass --cache-dir (chart: cache.enabled), or drop the flag"
+            )
         values["name"] = values.get("name") or default_model_name(uri)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", values["name"]):
             raise ConfigError(

@@ -157,6 +157,10 @@ credentials only through secretKeyRef.
 - name: MLFLOW_KSERVE_CACHE_MAX_BYTES
   value: {{ .Values.cache.maxBytes | int64 | quote }}
 {{- end }}
+{{- if .Values.cache.serveFromCache }}
+- name: MLFLOW_KSERVE_SERVE_FROM_CACHE
+  value: "true"
+{{- end }}
 {{- end }}
 {{- with .Values.storage.s3 }}
 {{- if .existingSecret }}
