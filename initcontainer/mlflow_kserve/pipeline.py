@@ -29,6 +29,7 @@ from mlflow_kserve.settings import Settings
 from mlflow_kserve.verify import compile_bytecode, verify_model
 
 log = get_logger()
+SCRATCH = ".tool-cache"  # under --env-dir: the installers' cache when there is no --cache-dir
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Prepared:
 
 def check(settings: Settings) -> Prepared:
     """Steps 1–3. The lock is written next to where the venv would go."""
-    return _prepare(settings, {})
+    try:
+        return _prepare(settings, {})
+    finally:
+        _remove(settings.env_dir / SCRATCH)
 
 
 def init(settings: Settings) -> dict[str, Any]:
@@ -56,16 +60,19 @@ def init(settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
     timings: dict[str, float] = {}
     _clear_outputs(settings)
-    prepared = _prepare(settings, timings)
-    cache = _cache(settings)
     try:
-        cache_hit = _install(prepared, cache, timings)
-    except VerifyError as exc:
-        if not prepared.slim:
-            raise
-        log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
-        prepared = _relock(prepared, slim=False, timings=timings)
-        cache_hit = _install(prepared, cache, timings)
+        prepared = _prepare(settings, timings)
+        cache = _cache(settings)
+        try:
+            cache_hit = _install(prepared, cache, timings)
+        except VerifyError as exc:
+            if not prepared.slim:
+                raise
+            log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
+            prepared = _relock(prepared, slim=False, timings=timings)
+            cache_hit = _install(prepared, cache, timings)
+    finally:
+        _remove(settings.env_dir / SCRATCH)
     with step("configure", timings):
         write_json(settings.model_settings_file, model_settings(settings.name, settings.model_dir, settings.models_dir))
         timings["total"] = round(time.monotonic() - started, 3)
@@ -185,8 +192,8 @@ def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
     for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
         path.unlink(missing_ok=True)
-    _remove(settings.venv_dir)
-    _remove(settings.env_dir / ".venv-build")
+    for leftover in (settings.venv_dir, settings.env_dir / ".venv-build", settings.env_dir / SCRATCH):
+        _remove(leftover)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
 
@@ -199,10 +206,12 @@ def _cache(settings: Settings) -> Any:
     return EnvCache(settings.cache_dir, settings.cache_max_bytes, serve_from_cache=settings.serve_from_cache)
 
 
-def _tool_cache(settings: Settings, cache: Any) -> Path | None:
-    """uv's download cache lives inside the environment cache; pip gets a sibling folder."""
+def _tool_cache(settings: Settings, cache: Any) -> Path:
+    """uv's download cache lives inside the environment cache (pip gets a sibling folder). Without one, a
+    scratch cache beside the venv, removed when done: the install reuses what the lock step fetched, and uv
+    hard-links from it instead of copying 120 packages (the venv and the scratch share the env volume)."""
     if cache is None:
-        return None
+        return settings.env_dir / SCRATCH
     return cache.uv_cache_dir if settings.installer == "uv" else Path(settings.cache_dir) / "pip"
 
 

@@ -17,17 +17,16 @@ def uv_binary() -> str:
 
 
 def uv_env(cache_dir: Path | None) -> dict[str, str]:
-    """uv's cache goes on the cache volume when there is one; otherwise no persistent cache (the init
-    container's root filesystem is read-only and an emptyDir would only fill up). An operator's own
-    UV_CACHE_DIR / UV_LINK_MODE win."""
+    """uv's cache goes where the caller says (the cache volume, or a scratch folder beside the venv);
+    None: no persistent cache. Venvs are built on the same filesystem as that cache, so uv hard-links
+    (it copies, with a warning, where it cannot). An operator's own UV_CACHE_DIR / UV_LINK_MODE win."""
     env: dict[str, str] = {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"}
     if "UV_CACHE_DIR" not in os.environ:
         if cache_dir is not None:
             env["UV_CACHE_DIR"] = str(cache_dir)
         else:
             env["UV_NO_CACHE"] = "1"
-    # The cache volume and the venv are different filesystems in a pod: copy instead of failing hardlinks.
-    env.setdefault("UV_LINK_MODE", os.environ.get("UV_LINK_MODE", "copy"))
+    env["UV_LINK_MODE"] = os.environ.get("UV_LINK_MODE", "hardlink" if cache_dir is not None else "copy")
     return env
 
 

@@ -1,51 +1,67 @@
 """Step 5: load the model once with the venv's own Python, as MLServer will, so a broken model fails
-the init container (exit 8) instead of the serving container later."""
+the init container (exit 8) instead of the serving container later.
+
+Two processes run at once, each on its own core: one loads the model (the check), the other imports what
+`mlserver start` and its MLflow runtime import (a second check: the serving stack imports with this MLflow).
+Both write the bytecode of what they import, so MLServer's first start finds it. Measured on the iris venv
+(2 cores): one process doing both took 7.5 s, the model load alone 7.5 s under load and the stack alone 4.0 s,
+so running them side by side takes about as long as the load alone.
+"""
 
 from __future__ import annotations
 
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mlflow_kserve import procs
 from mlflow_kserve.errors import VerifyError
 
-# Runs inside the model's venv. Imports the runtime MLServer will use, then loads the model.
-_SCRIPT = """
+# mlflow first: the stack process reaches it last (through mlserver_mlflow), when its bytecode exists.
+_LOAD = """
 import sys
-import mlserver_mlflow.runtime  # the serving stack imports with this MLflow
-import mlserver.cli.main, mlserver.server  # what `mlserver start` imports: their bytecode gets written now
 import mlflow.pyfunc
 model = mlflow.pyfunc.load_model(sys.argv[1])
 print("loaded", type(model).__name__, flush=True)
 """
+_STACK = """
+import mlserver.cli.main, mlserver.server  # what `mlserver start` imports
+import mlserver_mlflow.runtime  # the runtime that will load the model
+"""
 
 _NOISE = re.compile(r"^\s*(warnings\.warn|WARNING|\w*Warning:|\s*$)")
+# Write bytecode for every module loaded: the server container mounts the venv read-only, and MLServer's
+# first start takes twice as long without .pyc files.
+_WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
 def verify_model(venv: Path, model_dir: Path, timeout: float = 900) -> None:
-    """Raise VerifyError with the last line of the model's error when it does not load."""
-    with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd:
-        result = procs.run(
-            [venv / "bin" / "python", "-c", _SCRIPT, model_dir],
-            cwd=Path(cwd),
-            # Write bytecode for every module loaded: the server container mounts the venv read-only, and
-            # MLServer's first start takes twice as long without .pyc files.
-            env={"PYTHONDONTWRITEBYTECODE": ""},
-            timeout=timeout,
-        )
-    if result.returncode != 0:
-        lines = [ln for ln in result.lines if not _NOISE.match(ln)]
-        last = lines[-1].strip() if lines else f"exit code {result.returncode}"
+    """Raise VerifyError with the last line of the error when the model or the serving stack does not load."""
+    python = venv / "bin" / "python"
+    with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd, ThreadPoolExecutor(2) as pool:
+        load = pool.submit(procs.run, [python, "-c", _LOAD, model_dir], cwd=Path(cwd), env=_WRITE_BYTECODE,
+                           timeout=timeout)  # fmt: skip
+        stack = pool.submit(procs.run, [python, "-c", _STACK], cwd=Path(cwd), env=_WRITE_BYTECODE, timeout=timeout)
+        loaded, imported = load.result(), stack.result()
+    if loaded.returncode != 0:
         raise VerifyError(
-            f"the model failed to load with its own dependencies: {last[:500]}",
+            f"the model failed to load with its own dependencies: {_last(loaded)}",
             "fix the model (or its requirements) and log it again; run `mlflow-kserve run` locally to debug",
+        )
+    if imported.returncode != 0:
+        raise VerifyError(
+            f"the serving stack (MLServer and its MLflow runtime) does not import with this model's "
+            f"dependencies: {_last(imported)}",
+            "pin what conflicts with --constraint (chart: dependencies.constraints); run `mlflow-kserve check`",
         )
 
 
 def compile_bytecode(venv: Path) -> None:
     """With --no-verify nothing loads the model, so compile the whole venv (the slow, thorough way)."""
-    procs.run(
-        [venv / "bin" / "python", "-m", "compileall", "-q", "-j", "0", venv / "lib"],
-        env={"PYTHONDONTWRITEBYTECODE": ""},
-    )
+    procs.run([venv / "bin" / "python", "-m", "compileall", "-q", "-j", "0", venv / "lib"], env=_WRITE_BYTECODE)
+
+
+def _last(result: procs.Result) -> str:
+    lines = [ln for ln in result.lines if not _NOISE.match(ln)]
+    return (lines[-1].strip() if lines else f"exit code {result.returncode}")[:500]
