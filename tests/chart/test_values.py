@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import pytest
+import yaml
 from mlflow_kserve import cli
 from mlflow_kserve.settings import Settings
 
@@ -122,6 +123,24 @@ def test_server_mounts_the_shared_volumes_read_only(scenario: Path) -> None:
     mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
     assert mounts["/mnt/models"]["readOnly"] is True and mounts["/mnt/env"]["readOnly"] is True
     assert "/tmp" in mounts and {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"} in server["env"]
+
+
+def _cache_wiring(docs: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any] | None]:
+    pod = _pods(docs)[0]
+    env = {e["name"]: e.get("value", "") for e in pod["initContainers"][0]["env"]}
+    server_mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    return env, server_mounts.get(env.get("MLFLOW_KSERVE_CACHE_DIR", "/mnt/cache"))
+
+
+def test_serving_from_the_cache_mounts_it_read_only_at_the_init_path() -> None:
+    values = CHART / "ci" / "private-index-ca-cache-values.yaml"
+    env, mount = _cache_wiring(render(values))
+    assert env["MLFLOW_KSERVE_SERVE_FROM_CACHE"] == "true"
+    assert mount == {"name": "cache", "mountPath": env["MLFLOW_KSERVE_CACHE_DIR"], "readOnly": True}
+    docs = list(yaml.safe_load_all(helm_template(values, "helm", "--set", "cache.serveFromCache=false").stdout))
+    env, mount = _cache_wiring([d for d in docs if d])
+    assert "MLFLOW_KSERVE_SERVE_FROM_CACHE" not in env and env["MLFLOW_KSERVE_CACHE_DIR"] == "/mnt/cache"
+    assert mount is None, "copying the venv: the server does not see the cache"
 
 
 def test_gpu_scenario_requests_the_gpu() -> None:
