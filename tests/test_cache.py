@@ -169,3 +169,37 @@ def test_restore_replaces_a_venv_left_by_an_earlier_attempt(tmp_path: Path, lock
     cache.serve_from_cache = False
     cache.provide_env("k", tmp_path / "pod" / "venv", lambda p: pytest.fail("a hit builds nothing"))
     assert not (tmp_path / "pod" / "venv").is_symlink() and _imports_six(tmp_path / "pod" / "venv")
+
+
+def test_over_the_limit_the_download_cache_goes_but_entries_keep_their_files(tmp_path: Path, lock_file: Path) -> None:
+    root = tmp_path / "cache"
+    cache = EnvCache(root)
+    installer = UvInstaller(cache.uv_cache_dir)  # as init builds: uv hard-links from uv/ into the entry
+
+    def build(path: Path) -> None:
+        with cache.using_tools():
+            installer.create_venv(path, sys.executable)
+            installer.install(path, lock_file, IndexConfig())
+
+    (tmp_path / "pod").mkdir()
+    cache.provide_env("k", tmp_path / "pod" / "venv", build)
+    six = next((root / "envs" / "k" / "venv").rglob("six.py"))
+    assert six.stat().st_nlink == 3, "one file: uv's cache, the entry, the pod's venv (restored by cp -al)"
+    cache.max_bytes = 1  # everything is over; the entry itself was just built (grace period) and stays
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from pathlib import Path
+from mlflow_kserve.cache import EnvCache
+with EnvCache(Path({str(root)!r})).using_tools():
+    print("using", flush=True)
+    sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "using\n"
+        assert cache.evict() == []
+        assert (root / "uv").is_dir(), "a build is using the download cache: it stays"
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert cache.evict() == []
+    assert not (root / "uv").exists(), "no build running: the download cache goes"
+    assert six.stat().st_nlink == 2 and _imports_six(tmp_path / "pod" / "venv")

@@ -139,11 +139,25 @@ class EnvCache:
                 continue
         return sorted(out, key=lambda item: item[2])
 
+    @contextmanager
+    def using_tools(self) -> Iterator[None]:
+        """Held (shared) while uv or pip use their download caches here: trimming them waits for no one."""
+        with _shared(self.root / ".locks" / "tools.lock"):
+            yield
+
     def evict(self, keep: str | None = None) -> list[str]:
         """Remove least recently used entries until the total is within max_bytes. Entries a server runs
-        from (shared lock on ``in-use``) or restored in the last RECENT_USE_GRACE seconds stay."""
+        from (shared lock on ``in-use``) or restored in the last RECENT_USE_GRACE seconds stay. Then, if the
+        cache as a whole is still over, the installers' download caches go (see ``_trim_tool_caches``)."""
         if self.max_bytes is None:
             return []
+        try:
+            return self._evict_entries(keep)
+        finally:
+            self._trim_tool_caches()
+
+    def _evict_entries(self, keep: str | None) -> list[str]:
+        assert self.max_bytes is not None
         entries = self.entries()
         total = sum(size for _key, size, _used in entries)
         removed = []
@@ -156,6 +170,26 @@ class EnvCache:
             removed.append(key)
             log.info("evicted cache entry %s (%.0f MB)", key[:12], size / 1e6)
         return removed
+
+    def _trim_tool_caches(self) -> None:
+        """Entries hard-link their files from uv's cache, so evicting one frees little while uv/ keeps every
+        wheel it ever unpacked. When the cache, counting each file once, is over max_bytes, drop uv/ and pip/
+        (the entries keep their files). Skipped while a build uses them; the next eviction tries again."""
+        assert self.max_bytes is not None
+        used = dir_bytes(self.root)
+        if used <= self.max_bytes:
+            return
+        cleared = []
+        with _exclusive(self.root / ".locks" / "tools.lock") as free:
+            for name in ("uv", "pip") if free else ():
+                folder = self.root / name
+                if folder.exists():
+                    trash = self.root / "tmp" / f"{name}.evicted-{uuid.uuid4().hex[:8]}"
+                    os.rename(folder, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                    cleared.append(name)
+        if cleared:
+            log.info("cache at %.0f MB, over its limit: cleared the download caches %s", used / 1e6, cleared)
 
     def _remove_unused(self, key: str) -> bool:
         entry = self.root / "envs" / key

@@ -73,7 +73,8 @@ cache_max_bytes = _option(
     "--cache-max-bytes",
     default=None,
     type=click.IntRange(min=0),
-    help="Evict least recently used cache entries beyond this total size. Unset: no limit.",
+    help="Keep the cache under this size: least recently used environments go first, then the download "
+    "caches. Unset: no limit.",
 )
 installer = _option(
     "--installer",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,11 @@ def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Pre
             else ""
         )
         text = cache.get_lock(key) if cache else None
-        lock = Lock(text) if text else resolve(request, settings.installer, _tool_cache(settings, cache))
+        if text:
+            lock = Lock(text)
+        else:
+            with _using_tools(cache):
+                lock = resolve(request, settings.installer, _tool_cache(settings, cache))
         if cache and not text:
             cache.put_lock(key, lock.text)
         lock.write(settings.lock_file)
@@ -147,7 +152,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
     index = prepared.request.index
 
     def build(path: Path) -> None:
-        with step("install", timings):
+        with step("install", timings), _using_tools(cache):
             installer.create_venv(path, settings.python)
             installer.install(path, settings.lock_file, index)
         with step("verify", timings):
@@ -213,6 +218,10 @@ def _tool_cache(settings: Settings, cache: Any) -> Path:
     if cache is None:
         return settings.env_dir / SCRATCH
     return cache.uv_cache_dir if settings.installer == "uv" else Path(settings.cache_dir) / "pip"
+
+
+def _using_tools(cache: Any) -> AbstractContextManager[None]:
+    return cache.using_tools() if cache is not None else nullcontext()
 
 
 def _remove(path: Path) -> None:
