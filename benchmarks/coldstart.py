@@ -9,6 +9,7 @@ on the same model in one run. Prints a markdown table; ratios are of this run on
     as the chart runs them)                    (c0) `mlflow-kserve init` without a cache volume
 (e) `mlflow-kserve run` until /v2/models/<name>/ready, cold and warm
 ref: raw `uv pip install` of the same lock into a fresh venv, uv cache empty (the floor for a cold install)
+ref-ready: that venv served by `mlserver start` until ready: a hand-rolled uv image, to compare with (e-cold)
 """
 
 from __future__ import annotations
@@ -39,27 +40,39 @@ def timed(cmd: list[str | Path], env: dict[str, str] | None = None, cwd: Path | 
     return time.monotonic() - start
 
 
-def run_to_ready(model: Path, work: Path, port: int) -> float:
+def until_ready(cmd: list[str | Path], port: int, name: str, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> float:  # fmt: skip
+    """Seconds from starting ``cmd`` until MLServer answers /v2/models/<name>/ready; stops it after."""
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", "bench", "--work-dir", work,
-         "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = subprocess.Popen([str(c) for c in cmd], env={**os.environ, **(env or {})}, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/bench/ready", timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{name}/ready", timeout=2) as r:
                     if r.status == 200:
                         return time.monotonic() - start
             except OSError:
                 pass
             if proc.poll() is not None:
-                raise RuntimeError("mlflow-kserve run exited")
+                raise RuntimeError(f"{cmd[0]} exited")
             time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+def run_to_ready(model: Path, work: Path, port: int) -> float:
+    return until_ready(
+        [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", "bench", "--work-dir", work,
+         "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)],
+        port, "bench",
+    )  # fmt: skip
+
+
+def mlserver_env(port: int, work: Path) -> dict[str, str]:
+    return {"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(port + 1),
+            "MLSERVER_METRICS_PORT": str(port + 2), "MLSERVER_METRICS_DIR": str(work)}  # fmt: skip
 
 
 def main() -> None:
@@ -113,6 +126,12 @@ def main() -> None:
     timed([UV, "venv", "-q", "--python", python, work / "ref"])
     times["ref"] = timed([UV, "pip", "install", "-q", "--python", work / "ref/bin/python", "--require-hashes",
                           "--no-deps", "-r", work / "c/env/requirements.lock"], env=nocache)  # fmt: skip
+    # ref-ready: that venv served as it is (no verify, no bytecode): what a hand-rolled uv image pays to ready
+    (work / "ref-run").mkdir()
+    first_start = until_ready([work / "ref/bin/mlserver", "start", work / "c/models"], 18720, "bench",
+                              env=mlserver_env(18720, work / "ref-run"), cwd=work / "ref-run")  # fmt: skip
+    times["ref-ready"] = times["ref"] + first_start
+    notes["ref-ready"] = f"install {times['ref']:.1f}s + MLServer's first start {first_start:.1f}s"
     # (a) hand-made pip
     if not args.skip_pip:
         timed([python, "-m", "venv", work / "a"])
@@ -136,6 +155,7 @@ def main() -> None:
         ("a", "hand-made: venv + pip install -r requirements.txt mlserver mlserver-mlflow"),
         ("b", "mlflow models prepare-env --env-manager uv"),
         ("ref", "raw uv pip install of the same lock (empty uv cache)"),
+        ("ref-ready", "raw uv pip install, then mlserver start to /v2/models/<name>/ready"),
         ("c", "mlflow-kserve init, empty cache"),
         ("c-uv", "mlflow-kserve init, new environment, uv downloads already on the cache"),
         ("c0", "mlflow-kserve init, no cache volume"),
