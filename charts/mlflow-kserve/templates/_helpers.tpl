@@ -241,6 +241,15 @@ mlflow-kserve.validate: rules the JSON schema cannot express; each message names
 {{- if and .Values.istio.enabled (not .Values.istio.virtualService.hosts) }}
 {{- fail "istio.enabled needs istio.virtualService.hosts (a host other than the one KServe's own VirtualService takes)" }}
 {{- end }}
+{{- if .Values.istio.enabled }}
+{{- $isvc := include "mlflow-kserve.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- range .Values.istio.virtualService.hosts }}
+{{- if or (eq . $isvc) (hasPrefix (printf "%s.%s." $isvc $ns) .) (hasPrefix (printf "%s-predictor." $isvc) .) (hasPrefix (printf "%s-predictor-default." $isvc) .) }}
+{{- fail (printf "istio.virtualService.hosts: %s is a host KServe's own VirtualService takes for this InferenceService (%s.%s.<domain>, %s-predictor.*); routing it twice breaks both: use another host, e.g. models.example.com" . $isvc $ns $isvc) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
 {{- end }}
