@@ -15,39 +15,32 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow_kserve.cache import EnvCache
-from support.cli import MLFLOW_KSERVE, mlflow_kserve, report, served, v2_request
+from support.cli import MLFLOW_KSERVE, mlflow_kserve, report, served, v2_request, wait_ready
 from support.models import BuiltModel
-from support.services import free_port
+from support.services import free_port, stop
 
 
 def _serve_once(env_dir: Path, models_dir: Path, model: BuiltModel) -> list[float]:
-    port = free_port()
-    env = {
+    port, pod = free_port(), env_dir.parent
+    proc = subprocess.Popen([env_dir / "venv" / "bin" / "mlserver", "start", models_dir], env=_mlserver_env(port, pod),
+                            cwd=pod, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v2/models/iris"
+        wait_ready(proc, url, 120, lambda: "MLServer exited")
+        answer = requests.post(f"{url}/infer", json=v2_request(model.expected), timeout=60).json()
+        return answer["outputs"][0]["data"]
+    finally:
+        stop(proc)
+
+
+def _mlserver_env(port: int, work: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "MLSERVER_HTTP_PORT": str(port),
         "MLSERVER_GRPC_PORT": str(free_port()),
         "MLSERVER_METRICS_PORT": str(free_port()),
-        "MLSERVER_METRICS_DIR": str(env_dir.parent / "metrics"),
+        "MLSERVER_METRICS_DIR": str(work / "metrics"),
     }
-    proc = subprocess.Popen([env_dir / "venv" / "bin" / "mlserver", "start", models_dir], env=env, cwd=env_dir.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}/v2/models/iris"
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "MLServer exited"
-            try:
-                if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
-        answer = requests.post(f"{url}/infer", json=v2_request(model.expected), timeout=60).json()
-        return answer["outputs"][0]["data"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.e2e
@@ -77,29 +70,12 @@ ENTRYPOINT = Path(__file__).resolve().parents[1] / "server-image" / "entrypoint.
 
 def _start_server(pod: Path, port: int) -> subprocess.Popen[str]:
     env = {
-        **os.environ,
+        **_mlserver_env(port, pod),
         "MLFLOW_KSERVE_ENV_DIR": str(pod / "env"),
         "MLFLOW_KSERVE_MODELS_DIR": str(pod / "models"),
         "MLFLOW_KSERVE_WORK_DIR": str(pod / "work"),
-        "MLSERVER_HTTP_PORT": str(port),
-        "MLSERVER_GRPC_PORT": str(free_port()),
-        "MLSERVER_METRICS_PORT": str(free_port()),
-        "MLSERVER_METRICS_DIR": str(pod / "metrics"),
     }
     return subprocess.Popen(["sh", ENTRYPOINT], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_ready(server: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert server.poll() is None, f"the server exited: {server.stderr.read() if server.stderr else ''}"
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "not ready in 180 s"
-        time.sleep(0.3)
 
 
 @pytest.mark.e2e
@@ -118,15 +94,14 @@ def test_server_runs_the_venv_from_the_cache_entry_and_keeps_it(models: dict[str
     url = f"http://127.0.0.1:{port}/v2/models/iris"
     server = _start_server(pod, port)
     try:
-        _wait_ready(server, url)
+        wait_ready(server, url, 180, lambda: server.stderr.read() if server.stderr else "")
         old = time.time() - 3600  # past the grace period: only the server's lock protects the entry now
         os.utime(entry / "entry.json", (old, old))
         assert EnvCache(cache_dir, max_bytes=1).evict() == [], "the running server's entry is not evicted"
         answer = requests.post(f"{url}/infer", json=v2_request(model.expected), timeout=60).json()
         assert answer["outputs"][0]["data"] == pytest.approx(model.expected["output"])
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop(server, signal.SIGTERM, 60)
     assert EnvCache(cache_dir, max_bytes=1).evict() == [entry.name], "with its server stopped it can go"
     restarted = _start_server(pod, free_port())
     _out, err = restarted.communicate(timeout=60)

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from mlflow_kserve.configure import dir_bytes
+from mlflow_kserve.files import dir_bytes, remove, write_atomic
 from mlflow_kserve.logs import get_logger
 
 log = get_logger()
@@ -84,7 +84,7 @@ class EnvCache:
             return None
 
     def put_lock(self, input_key: str, lock_text: str) -> None:
-        _atomic_write(self.root / "locks" / f"{input_key}.txt", lock_text)
+        write_atomic(self.root / "locks" / f"{input_key}.txt", lock_text)
 
     # -- environments -----------------------------------------------------------------------------------
     def provide_env(self, key: str, dest: Path, build: Callable[[Path], None]) -> bool:
@@ -107,7 +107,7 @@ class EnvCache:
                     size = dir_bytes(work / "venv")
                     (work / "verified").mkdir()
                     (work / IN_USE).touch()
-                    _atomic_write(work / "entry.json", json.dumps({"bytes": size, "built": time.time()}))
+                    write_atomic(work / "entry.json", json.dumps({"bytes": size, "built": time.time()}))
                     if entry.exists():  # an incomplete leftover
                         shutil.rmtree(entry)
                     os.rename(work, entry)  # the publish: visible only when complete
@@ -222,7 +222,7 @@ class EnvCache:
                     clone_tree(entry / "venv", tmp)
                 _replace(tmp, dest)
             finally:
-                _remove(tmp)
+                remove(tmp)
 
     def _clean_tmp(self, key: str) -> None:
         """Leftovers of a build killed mid-way (we hold the key's lock, so no live build owns them)."""
@@ -248,15 +248,8 @@ def clone_tree(src: Path, dst: Path) -> None:
 
 def _replace(src: Path, dest: Path) -> None:
     """Rename ``src`` onto ``dest``; a venv or link left at ``dest`` by an earlier attempt goes first."""
-    _remove(dest)
+    remove(dest)
     os.replace(src, dest)
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
 
 
 @contextmanager
@@ -298,10 +291,3 @@ def model_digest(model_dir: Path) -> str:
             path = os.path.join(folder, name)
             digest.update(f"{os.path.relpath(path, model_dir)}\0{os.path.getsize(path)}\n".encode())
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

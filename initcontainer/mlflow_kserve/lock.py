@@ -7,7 +7,6 @@ is in conflict); an unreachable index or a failed build is InstallError (exit 7)
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from packaging.utils import canonicalize_name
 
 from mlflow_kserve import procs
 from mlflow_kserve.errors import InstallError, ResolveError
+from mlflow_kserve.files import write_atomic
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.tools import pip_env, uv_binary, uv_env
 
@@ -66,10 +66,7 @@ class Lock:
         return out
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.text)
-        os.replace(tmp, path)
+        write_atomic(path, self.text)
 
 
 def resolve(request: LockRequest, installer: str, cache_dir: Path | None = None) -> Lock:

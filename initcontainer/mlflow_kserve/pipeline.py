@@ -6,7 +6,6 @@ nothing looks ready before everything is: stale outputs are removed first and re
 
 from __future__ import annotations
 
-import shutil
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -17,9 +16,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlflow_kserve import __version__
-from mlflow_kserve.configure import dir_bytes, model_settings, write_json
+from mlflow_kserve.configure import model_settings, write_json
 from mlflow_kserve.errors import ConfigError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
+from mlflow_kserve.files import dir_bytes, remove
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.installers import make_installer
 from mlflow_kserve.interpreter import Interpreter, probe
@@ -53,7 +53,7 @@ def check(settings: Settings) -> Prepared:
     try:
         return _prepare(settings, {})
     finally:
-        _remove(settings.env_dir / SCRATCH)
+        remove(settings.env_dir / SCRATCH)
 
 
 def init(settings: Settings) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def init(settings: Settings) -> dict[str, Any]:
             prepared = _relock(prepared, slim=False, timings=timings)
             cache_hit = _install(prepared, cache, timings)
     finally:
-        _remove(settings.env_dir / SCRATCH)
+        remove(settings.env_dir / SCRATCH)
     with step("configure", timings):
         write_json(settings.model_settings_file, model_settings(settings.name, settings.model_dir, settings.models_dir))
         timings["total"] = round(time.monotonic() - started, 3)
@@ -163,7 +163,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
 
     if cache is None:
         tmp = settings.env_dir / ".venv-build"
-        _remove(tmp)
+        remove(tmp)
         build(tmp)
         tmp.rename(settings.venv_dir)
         return False
@@ -198,7 +198,7 @@ def _clear_outputs(settings: Settings) -> None:
     for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
         path.unlink(missing_ok=True)
     for leftover in (settings.venv_dir, settings.env_dir / ".venv-build", settings.env_dir / SCRATCH):
-        _remove(leftover)
+        remove(leftover)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
 
@@ -222,13 +222,6 @@ def _tool_cache(settings: Settings, cache: Any) -> Path:
 
 def _using_tools(cache: Any) -> AbstractContextManager[None]:
     return cache.using_tools() if cache is not None else nullcontext()
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
 
 
 def _name(requirement: str) -> str:

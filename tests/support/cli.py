@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from support.services import stop
 
 MLFLOW_KSERVE = str(Path(sys.executable).with_name("mlflow-kserve"))
 
@@ -56,20 +58,19 @@ def served(args: list[str], env: Mapping[str, str], port: int, name: str, log: P
         )  # fmt: skip
         server = Served(proc, port, name, log)
         try:
-            deadline = time.monotonic() + 600
-            while not _ready(f"{server.url}/v2/models/{name}/ready"):
-                assert proc.poll() is None, f"run exited {proc.returncode}: {log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "not ready in 600 s"
-                time.sleep(0.3)
+            wait_ready(proc, f"{server.url}/v2/models/{name}", 600, log.read_text)
             yield server
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc, signal.SIGINT, 60)
+
+
+def wait_ready(proc: subprocess.Popen[str], model_url: str, seconds: float, output: Callable[[], str]) -> None:
+    """Poll ``<model_url>/ready`` until MLServer answers 200; fail with ``output()`` if ``proc`` exits first."""
+    deadline = time.monotonic() + seconds
+    while not _ready(f"{model_url}/ready"):
+        assert proc.poll() is None, f"exited {proc.returncode}: {output()[-3000:]}"
+        assert time.monotonic() < deadline, f"not ready in {seconds:.0f} s"
+        time.sleep(0.3)
 
 
 def _ready(url: str) -> bool:

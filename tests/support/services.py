@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,26 +110,10 @@ def mlflow_server(s3: S3, workdir: Path) -> Iterator[Registry]:
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start: {(workdir / 'mlflow-server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
+        _wait_for(f"{uri}/health", proc, 120, workdir / "mlflow-server.log")
         yield Registry(uri)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
@@ -155,6 +140,17 @@ def register(registry: Registry, s3: S3, name: str, model_dir: Path, alias: str 
             else:
                 os.environ[key] = value
     return f"models:/{name}@{alias}"
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 30) -> None:
+    """Stop a server process with ``sig``; kill it when it does not exit within ``seconds``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_for(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
@@ -189,12 +185,7 @@ def moto_s3_checking_credentials(workdir: Path) -> Iterator[str]:
             _wait_for(f"{endpoint}/moto-api/", proc, 60, log)
             yield endpoint
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
