@@ -33,7 +33,7 @@ from support.models import build  # noqa: E402
 from support.services import moto_s3  # noqa: E402
 
 HELM = ROOT / ".tools" / "bin" / "helm"
-HOST_PORT = 18080
+HOST_PORT = int(os.environ.get("E2E_HOST_PORT", "18080"))  # another value lets two e2e runs share a machine
 ENGINE_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "ci" / "containers.conf")}
 CA_BUNDLE = os.environ.get("E2E_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 

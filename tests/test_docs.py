@@ -18,3 +18,31 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_repository_reads_nothing_outside_its_tree() -> None:
+    """A clone on a new machine has nothing beside it: no file may name a folder next to the repository."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    needles = ("../" + "shared/", '"' + 'shared" /')  # spelled apart so this file does not match itself
+    offenders = []
+    for name in tracked.split():
+        path = ROOT / name
+        if path.suffix in (".yaml", ".json", ".tar", ".gz") and path.stat().st_size > 100_000:
+            continue  # vendored data
+        text = path.read_text(errors="replace")
+        if any(needle in text for needle in needles):
+            offenders.append(name)
+    assert offenders == [], offenders
+
+
+def test_every_vendored_crd_names_its_upstream() -> None:
+    sys.path.insert(0, str(ROOT / "ci"))
+    try:
+        from refresh_crds import SOURCES
+    finally:
+        sys.path.remove(str(ROOT / "ci"))
+    vendored = {p.name for p in (ROOT / "ci" / "crds").glob("*.yaml")}
+    readme = (ROOT / "ci" / "crds" / "README.md").read_text()
+    assert vendored == set(SOURCES)
+    for name, (repo, tag, path, _kind) in SOURCES.items():
+        assert f"| {name} | {repo} | {tag} | {path}" in readme, name

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,47 +17,9 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from .conftest import CHART, ROOT, SCENARIOS, render, tool
+from .crds import CRD_FILES, crd_schema
 
-CRDS = ROOT.parent / "shared" / "crds"
-CRD_FILES = {
-    ("serving.kserve.io/v1beta1", "InferenceService"): "kserve-v0.20.0-inferenceservices.yaml",
-    ("networking.istio.io/v1", "VirtualService"): "istio-v1.30.3-virtualservices.yaml",
-}
 K8S_VERSIONS = ["1.29.0", latest_version()]
-
-
-def strict(schema: Any) -> Any:
-    """Add additionalProperties: false to every object schema with properties that does not preserve
-    unknown fields: kubectl's strict field validation, as a JSON schema."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if (
-            "properties" in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-            and "additionalProperties" not in schema
-        ):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
-@cache
-def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
-    if not CRDS.is_dir():
-        pytest.fail(f"{CRDS} is missing: the CRDs are read from ../shared/crds beside the repository")
-    group, version = api_version.split("/")
-    for doc in yaml.safe_load_all((CRDS / CRD_FILES[(api_version, kind)]).read_text()):
-        if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["group"] == group:
-            for entry in doc["spec"]["versions"]:
-                if entry["name"] == version:
-                    schema = strict(entry["schema"]["openAPIV3Schema"])
-                    # Every object has these, whether or not a CRD's schema spells them out.
-                    for field, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
-                        schema["properties"].setdefault(field, {"type": kind})
-                    return schema
-    raise AssertionError(f"no schema for {api_version} {kind}")
 
 
 @pytest.mark.parametrize("helm", ["helm", "helm4"])

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Refresh the vendored CRDs in ci/crds/ from their upstream tags (needs GitHub access; CI never runs it).
+
+    python3 ci/refresh_crds.py            # download every file in SOURCES
+    python3 ci/refresh_crds.py --check    # exit 1 when a vendored file differs from upstream
+
+To move to a new release, change the tag (and the file name) here and in ci/crds/README.md, then run it.
+The tests find the files by the names below (tests/chart/crds.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+CRDS = Path(__file__).resolve().parent / "crds"
+RAW = "https://raw.githubusercontent.com/{repo}/{tag}/{path}"
+
+# file -> (repository, tag, path in the repository, kind to keep when the upstream file holds several CRDs)
+SOURCES: dict[str, tuple[str, str, str, str | None]] = {
+    "kserve-v0.20.0-inferenceservices.yaml": (
+        "kserve/kserve", "v0.20.0", "config/crd/full/serving.kserve.io_inferenceservices.yaml", None,
+    ),
+    "kserve-v0.20.0-servingruntimes.yaml": (
+        "kserve/kserve", "v0.20.0", "config/crd/full/serving.kserve.io_servingruntimes.yaml", None,
+    ),
+    "kserve-v0.20.0-clusterservingruntimes.yaml": (
+        "kserve/kserve", "v0.20.0", "config/crd/full/serving.kserve.io_clusterservingruntimes.yaml", None,
+    ),
+    "kserve-v0.20.0-clusterstoragecontainers.yaml": (
+        "kserve/kserve", "v0.20.0",
+        "config/crd/full/clusterstoragecontainer/serving.kserve.io_clusterstoragecontainers.yaml", None,
+    ),
+    "istio-v1.30.3-virtualservices.yaml": (
+        "istio/api", "v1.30.3", "kubernetes/customresourcedefinitions.gen.yaml", "VirtualService",
+    ),
+}  # fmt: skip
+
+
+def download(repo: str, tag: str, path: str, kind: str | None) -> str:
+    with urllib.request.urlopen(RAW.format(repo=repo, tag=tag, path=path), timeout=60) as response:
+        text = response.read().decode()
+    if kind is None:
+        return text
+    for doc in yaml.safe_load_all(text):
+        if doc and doc.get("spec", {}).get("names", {}).get("kind") == kind:
+            return yaml.safe_dump(doc, sort_keys=False)
+    raise SystemExit(f"{repo}@{tag}:{path} has no CRD of kind {kind}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args()
+    stale = 0
+    for name, (repo, tag, path, kind) in SOURCES.items():
+        text = download(repo, tag, path, kind)
+        target = CRDS / name
+        if args.check:
+            if yaml.safe_load_all(text) and list(yaml.safe_load_all(text)) != list(
+                yaml.safe_load_all(target.read_text())
+            ):
+                print(f"{name}: differs from {repo}@{tag}:{path}")
+                stale += 1
+        else:
+            target.write_text(text)
+            print(f"{name} <- {repo}@{tag}:{path}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
