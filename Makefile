@@ -1,9 +1,11 @@
 # Developer entry points. `make setup` once, then `make test` (what CI runs via .ci/run).
 PYTHON ?= python3
+PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
+PLATFORMS ?= linux/amd64 linux/arm64
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint unit e2e
+.PHONY: setup demo test lint unit e2e release
 
 setup:  ## venv (.venv) with the package (editable) and test deps; helm 3/4, helmfile, checkov in .tools/bin
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
@@ -27,3 +29,7 @@ test: lint  ## all tests, the e2e-marked ones included (real installs, real MLSe
 
 e2e:  ## the chart's rendered pod run with podman: helm template -> pod -> init -> MLServer -> V2 answer
 	bash ci/e2e
+
+release:  ## images per Python minor + chart, pushed to REGISTRY as VERSION, with SBOMs (ci/release.sh)
+	REGISTRY="$(REGISTRY)" VERSION="$(VERSION)" PYTHON_VERSIONS="$(PYTHON_VERSIONS)" PLATFORMS="$(PLATFORMS)" \
+	  bash ci/release.sh

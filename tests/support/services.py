@@ -1,6 +1,7 @@
 """Real services on 127.0.0.1 for the tests: a moto S3 server, an MLflow tracking server + model registry
 (sqlite backend, artifacts in that S3 server), a moto S3 server that checks credentials (denies everyone), and
-an HTTP server speaking MLflow's artifact proxy API that can fail its first requests (transient errors)."""
+an HTTP server speaking MLflow's artifact proxy API that can fail its first requests (transient errors), and an
+OCI registry (Debian's docker-registry, plain HTTP)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,31 @@ def register(registry: Registry, s3: S3, name: str, model_dir: Path, alias: str 
             else:
                 os.environ[key] = value
     return f"models:/{name}@{alias}"
+
+
+@contextmanager
+def oci_registry(workdir: Path) -> Iterator[str]:
+    """An OCI (Docker distribution) registry on 127.0.0.1, plain HTTP, no auth, blobs under ``workdir``: the
+    ``docker-registry`` server of Debian's package of that name. Yields ``host:port``."""
+    binary = Path("/usr/bin/docker-registry")
+    if not binary.exists():
+        raise RuntimeError("no /usr/bin/docker-registry: apt-get install docker-registry")
+    port = free_port()
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {workdir / 'blobs'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+    )
+    log = workdir / "registry.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([binary, "serve", config], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/v2/", proc, 60, log)
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop(proc)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 30) -> None:
