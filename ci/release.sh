@@ -118,7 +118,7 @@ for minor in $PYTHON_VERSIONS; do
   done
   made=0
   for platform in "${ordered[@]}"; do
-    from=$base
+    from=""  # native: the Dockerfile's own base, so ci/e2e's build reuses these layers
     if [ "$platform" != "$native" ] && ! foreign_base "$platform" "$base"; then
       skip "python $minor $platform: $why"
       continue
@@ -127,10 +127,10 @@ for minor in $PYTHON_VERSIONS; do
       ref="$REGISTRY/mlflow-kserve-$image:$tag"
       dockerfile=initcontainer/Dockerfile python=/opt/mlflow-kserve/bin/python pyproject=pyproject.toml
       [ "$image" = server ] && dockerfile=server-image/Dockerfile python="" pyproject=""
-      t=$SECONDS
+      t=$SECONDS  # --label too: a LABEL layer from the cache keeps the VERSION of the build that made it
       podman build -q --platform "$platform" --manifest "$ref" --iidfile "$work/iid" -f "$work/ctx/$dockerfile" \
-        --build-arg PYTHON_VERSION="$minor" --build-arg BASE_IMAGE="$from" --build-arg VERSION="$VERSION" \
-        "$work/ctx" >/dev/null
+        --build-arg PYTHON_VERSION="$minor" ${from:+--build-arg BASE_IMAGE="$from"} --build-arg VERSION="$VERSION" \
+        --label org.opencontainers.image.version="$VERSION" "$work/ctx" >/dev/null
       sbom_file="$OUT/mlflow-kserve-$image-$tag.${platform#linux/}.cdx.json"
       sbom "$(cat "$work/iid")" "$platform" "$python" "$sbom_file" "$pyproject"
       echo "built $ref ($platform) in $((SECONDS - t))s; SBOM $sbom_file"
@@ -195,7 +195,7 @@ else
     name=$(basename "$file" .cdx.json)        # mlflow-kserve-init-<tag>.<arch>
     image=${name%%-"$VERSION"-py*} arch=${name##*.}
     ref="$REGISTRY/$image:${name#"$image"-}"; ref=${ref%."$arch"}
-    digest=$(podman manifest inspect "${tls[@]}" "docker://$ref" | python3 -c '
+    digest=$(podman manifest inspect "$ref" | python3 -c '
 import json, sys
 print(next(m["digest"] for m in json.load(sys.stdin)["manifests"] if m["platform"]["architecture"] == sys.argv[1]))' "$arch")
     cosign attest --yes --type cyclonedx --predicate "$file" "$ref@$digest" >/dev/null

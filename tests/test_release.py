@@ -63,6 +63,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
         )  # fmt: skip
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-4000:]
+        print("\n".join(line for line in log.splitlines() if line.startswith(("built", "SKIPPED", "released"))))
         built = tuple(re.findall(rf"^built {re.escape(registry)}/mlflow-kserve-init:{VERSION}-py(3\.\d+) ", log, re.M))
         skipped = dict(re.findall(r"^SKIPPED python (3\.\d+(?: linux/\w+)?): (.+)$", log, re.M))
         yield Release(host, registry, out, log, built, skipped)
@@ -84,6 +85,10 @@ def test_every_minor_is_pushed_or_skipped_with_its_reason(release: Release) -> N
             index = release.get(f"mlflow-kserve/{image}/manifests/{tag}", INDEX_TYPES)
             platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"]}
             assert "linux/amd64" in platforms, index
+            amd64 = next(m for m in index["manifests"] if m["platform"]["architecture"] == "amd64")
+            manifest = release.get(f"mlflow-kserve/{image}/manifests/{amd64['digest']}", amd64["mediaType"])
+            config = release.get(f"mlflow-kserve/{image}/blobs/{manifest['config']['digest']}")
+            assert config["config"]["Labels"]["org.opencontainers.image.version"] == VERSION
     assert release.get("mlflow-kserve/charts/mlflow-kserve/tags/list")["tags"] == [VERSION]
     digests = (release.out / "digests.txt").read_text().split()
     assert len(digests) == 2 * len(tags) + 1 and all("@sha256:" in line for line in digests)
