@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from mlflow_kserve import __version__, options
-from mlflow_kserve.errors import MlflowKserveError
+from mlflow_kserve.errors import ConfigError, MlflowKserveError
 from mlflow_kserve.logs import configure_logging, get_logger
 from mlflow_kserve.settings import Settings
 
@@ -52,6 +52,28 @@ def run(port: int, grpc_port: int, metrics_port: int, work_dir: str | None, **kw
     configure_logging(kwargs.get("log_format") or "text", kwargs.get("log_level") or "info")
     code = runner.run(kwargs, port=port, grpc_port=grpc_port, metrics_port=metrics_port, work_dir=work_dir)
     sys.exit(code)
+
+
+@cli.command()
+@options.apply(options.PIN_OPTIONS)
+def resolve(model_uri: str, json_output: bool, log_format: str, log_level: str) -> None:
+    """Print the pinned URI (models:/<name>/<version>) a registry alias points at now, for rollouts.
+
+    Any other URI is printed unchanged: only the registry has names that move.
+    """
+    import json
+
+    from mlflow_kserve import registry
+
+    configure_logging(log_format, log_level)
+    uri = model_uri.strip()
+    if not uri:
+        raise ConfigError("no model URI given", "pass --model-uri or set MLFLOW_KSERVE_MODEL_URI")
+    if not registry.is_registry_uri(uri):
+        click.echo(json.dumps({"uri": uri, "pinned": False}) if json_output else uri)
+        return
+    pinned = registry.pin(uri)
+    click.echo(json.dumps({**pinned.as_dict(), "pinned": True}) if json_output else pinned.uri)
 
 
 def _settings(kwargs: dict[str, Any]) -> Settings:

@@ -143,6 +143,20 @@ verify = _option(
     show_default=True,
     help="Load the model once with the venv's Python before declaring it ready.",
 )
+max_batch_size = _option(
+    "--max-batch-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="MLServer adaptive batching: at most this many requests merged into one predict call (0 or 1: off).",
+)
+max_batch_time = _option(
+    "--max-batch-time",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="MLServer adaptive batching: seconds a request waits for others to fill its batch.",
+)
 fetch_retries = _option(
     "--fetch-retries",
     type=click.IntRange(min=0),
@@ -165,6 +179,10 @@ log_level = _option(
     help="Log level.",
 )
 json_output = _option("--json", "json_output", is_flag=True, default=False, help="Print the plan as JSON.")
+resolve_json = _option(
+    "--json", "json_output", is_flag=True, default=False,
+    help="Print the pinned URI with its version, run id, source and alias as JSON.",
+)  # fmt: skip
 port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
 grpc_port = _option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port.")
 metrics_port = _option(
@@ -183,8 +201,9 @@ RESOLVE_OPTIONS = [
     model_uri, name, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
-INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify]
+INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
+PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # run derives --models-dir and --env-dir from --work-dir.
 RUN_OPTIONS = [
     *(o for o in INIT_OPTIONS if o not in (models_dir, env_dir)), port, grpc_port, metrics_port, work_dir,

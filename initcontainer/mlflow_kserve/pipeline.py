@@ -26,6 +26,7 @@ from mlflow_kserve.interpreter import Interpreter, probe
 from mlflow_kserve.lock import Lock, LockRequest, resolve
 from mlflow_kserve.logs import get_logger, step
 from mlflow_kserve.plan import Plan, make_plan
+from mlflow_kserve.registry import Pinned, pin_for_fetch
 from mlflow_kserve.settings import Settings
 from mlflow_kserve.verify import compile_bytecode, verify_model
 
@@ -45,6 +46,7 @@ class Prepared:
     slim: bool
     lock_cached: bool = False
     model_bytes: int = 0
+    pinned: Pinned | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -75,7 +77,10 @@ def init(settings: Settings) -> dict[str, Any]:
     finally:
         remove(settings.env_dir / SCRATCH)
     with step("configure", timings):
-        write_json(settings.model_settings_file, model_settings(settings.name, settings.model_dir, settings.models_dir))
+        write_json(settings.model_settings_file, model_settings(
+            settings.name, settings.model_dir, settings.models_dir,
+            max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
+        ))  # fmt: skip
         timings["total"] = round(time.monotonic() - started, 3)
         report = _report(prepared, cache_hit, timings)
         write_json(settings.report_file, report)
@@ -89,7 +94,9 @@ def init(settings: Settings) -> dict[str, Any]:
 
 def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
     with step("fetch", timings):
-        fetched = fetch_model(settings.model_uri, settings.model_dir, retries=settings.fetch_retries)
+        pinned = pin_for_fetch(settings.model_uri)
+        uri = pinned.uri if pinned else settings.model_uri
+        fetched = fetch_model(uri, settings.model_dir, retries=settings.fetch_retries)
     with step("plan", timings):
         interpreter = probe(settings.python)
         plan = make_plan(settings.model_dir, settings, interpreter.version)
@@ -99,7 +106,8 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
             raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
     prepared = Prepared(
         settings, interpreter, plan, _lock_request(plan, settings, interpreter, slim=False), Lock(""),
-        slim=False, model_bytes=getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir), timings=timings,
+        slim=False, model_bytes=getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir), pinned=pinned,
+        timings=timings,
     )  # fmt: skip
     return _relock(prepared, slim=settings.slim, timings=timings)
 
@@ -257,6 +265,7 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
     return {
         "mlflow_kserve_version": __version__,
         "model_uri": redact(settings.model_uri),
+        "registry": prepared.pinned.as_dict() if prepared.pinned else None,
         "name": settings.name,
         "mlflow_version": plan.mlflow_version,
         "python": {"model": plan.env.python_version, "interpreter": prepared.interpreter.version},

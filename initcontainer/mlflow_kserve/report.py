@@ -15,6 +15,7 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
     plan, settings = result.plan, result.settings
     return {
         "model_uri": redact(settings.model_uri),
+        "registry": result.pinned.as_dict() if result.pinned else None,
         "name": settings.name,
         "mlflow_version": plan.mlflow_version,
         "env_source": plan.env.source,

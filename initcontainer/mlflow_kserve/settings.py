@@ -48,6 +48,8 @@ class Settings:
     python: str = field(default_factory=_default_python)
     slim: bool = False
     verify: bool = True
+    max_batch_size: int = 0
+    max_batch_time: float = 0.0
     fetch_retries: int = 4
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"

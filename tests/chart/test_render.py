@@ -101,19 +101,5 @@ def test_values_schema_and_readme_are_generated_and_fresh() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_helmfile_renders_every_release_of_both_environments(tmp_path: Path) -> None:
-    import os
-
-    env = {**os.environ, "PATH": f"{tool('helm').parent}:{os.environ['PATH']}", "HOME": str(tmp_path)}
-    for environment in ("dev", "prod"):
-        proc = subprocess.run(
-            [tool("helmfile"), "--file", ROOT / "examples" / "helmfile.yaml", "--environment", environment,
-             "template", "--skip-deps"],
-            capture_output=True, text=True, env=env, timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-        services = [d for d in docs if d["kind"] == "InferenceService"]
-        assert len(services) == 3, [d["metadata"]["name"] for d in services]
-        namespaces = {d["metadata"].get("namespace") for d in services}
-        assert namespaces == {f"models-{environment}"} or namespaces == {None}
+# examples/helmfile.yaml pins registry aliases when it renders: tests/test_resolve.py renders it against the real
+# registry.

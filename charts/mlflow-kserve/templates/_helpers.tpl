@@ -39,6 +39,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+mlflow-kserve.modelAlias: the registry alias the model URI names or was pinned from (`model.alias`, set by a
+rollout that ran `mlflow-kserve resolve`); empty for a URI without one.
+*/}}
+{{- define "mlflow-kserve.modelAlias" -}}
+{{- if .Values.model.alias }}
+{{- .Values.model.alias }}
+{{- else if regexMatch "^models:/[^/@]+@[^/@]+/?$" .Values.model.uri }}
+{{- regexReplaceAll "^models:/[^/@]+@([^/@]+)/?$" .Values.model.uri "${1}" }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.metricsAnnotations: KServe's scraping conventions (kserve v0.20
+pkg/webhook/admission/pod/metrics_aggregate_injector.go). Serverless: `enable-prometheus-scraping` makes the pod
+webhook write `prometheus.io/port|path`, pointing at queue-proxy, which with `enable-metric-aggregation` also
+serves the server's metrics (read from `prometheus.kserve.io/port|path`). RawDeployment has no queue-proxy, and
+the webhook would point `prometheus.io/port` at its absent port 9091: scraping stays off there and the chart
+annotates the server's own port.
+*/}}
+{{- define "mlflow-kserve.metricsAnnotations" -}}
+{{- with .Values.metrics }}
+{{- if .enabled }}
+prometheus.kserve.io/port: {{ .port | quote }}
+prometheus.kserve.io/path: {{ .path | quote }}
+prometheus.io/scrape: "true"
+{{- if eq $.Values.deploymentMode "Serverless" }}
+serving.kserve.io/enable-prometheus-scraping: "true"
+serving.kserve.io/enable-metric-aggregation: {{ .aggregate | quote }}
+{{- else }}
+serving.kserve.io/enable-prometheus-scraping: "false"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: {{ .path | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 mlflow-kserve.serviceAccountName: the ServiceAccount the predictor runs as (created or existing).
 */}}
 {{- define "mlflow-kserve.serviceAccountName" -}}
@@ -117,6 +155,12 @@ credentials only through secretKeyRef.
   value: {{ $deps.fetchRetries | quote }}
 - name: MLFLOW_KSERVE_LOG_FORMAT
   value: {{ $deps.logFormat | quote }}
+{{- if gt (int .Values.server.maxBatchSize) 1 }}
+- name: MLFLOW_KSERVE_MAX_BATCH_SIZE
+  value: {{ .Values.server.maxBatchSize | quote }}
+- name: MLFLOW_KSERVE_MAX_BATCH_TIME
+  value: {{ .Values.server.maxBatchTime | quote }}
+{{- end }}
 {{- with $deps.extraRequirements }}
 - name: MLFLOW_KSERVE_EXTRA_REQUIREMENT
   value: {{ join "\n" . | quote }}
@@ -249,6 +293,15 @@ mlflow-kserve.validate: rules the JSON schema cannot express; each message names
 {{- fail (printf "istio.virtualService.hosts: %s is a host KServe's own VirtualService takes for this InferenceService (%s.%s.<domain>, %s-predictor.*); routing it twice breaks both: use another host, e.g. models.example.com" . $isvc $ns $isvc) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and .Values.model.requirePinned (hasPrefix "models:" .Values.model.uri) (not (regexMatch "^models:/[^/@]+/[0-9]+/?$" .Values.model.uri)) }}
+{{- fail (printf "model.uri=%s can move (an alias, a stage or latest) while model.requirePinned=true: pin it when rendering, e.g. --set model.uri=$(mlflow-kserve resolve --model-uri %s) --set model.alias=<alias> (examples/helmfile.yaml does this)" .Values.model.uri .Values.model.uri) }}
+{{- end }}
+{{- if and .Values.metrics.podMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.podMonitor.enabled needs metrics.enabled=true" }}
+{{- end }}
+{{- if and .Values.metrics.podMonitor.enabled $serverless (not .Values.metrics.aggregate) }}
+{{- fail "metrics.podMonitor.enabled in Serverless needs metrics.aggregate=true (Knative pods declare no metrics port of the server: queue-proxy's aggregated port 9088 is what a PodMonitor can name)" }}
 {{- end }}
 {{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
