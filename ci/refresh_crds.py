@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Refresh the vendored CRDs in ci/crds/ from their upstream tags (needs GitHub access; CI never runs it).
 
+Where no release file can be had, a JSON schema is generated from a PyPI package that models the CRD
+(PYPI_SOURCES: needs PyPI access).
+
     python3 ci/refresh_crds.py            # download every file in SOURCES
     python3 ci/refresh_crds.py --check    # exit 1 when a vendored file differs from upstream
 
@@ -10,6 +13,7 @@ The tests find the files by the names below (tests/chart/crds.py)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import urllib.request
 from pathlib import Path
@@ -39,6 +43,29 @@ SOURCES: dict[str, tuple[str, str, str, str | None]] = {
     ),
 }  # fmt: skip
 
+# file -> (PyPI requirement, "module:Model" whose pydantic JSON schema (by alias) is the kind's object schema).
+# No package on PyPI or npm ships prometheus-operator's CRD YAML; cloudcoil's models are generated from the CRDs
+# of the prometheus-operator release their version names (0.80.1.x: v0.80.1).
+PYPI_SOURCES: dict[str, tuple[str, str]] = {
+    "prometheus-operator-v0.80.1-podmonitors.schema.json": (
+        "cloudcoil-models-prometheus-operator==0.80.1.0", "cloudcoil.models.prometheus_operator.v1:PodMonitor",
+    ),
+}  # fmt: skip
+
+
+def generate(requirement: str, model: str) -> str:
+    """The model's JSON schema, from a throwaway venv with ``requirement`` installed."""
+    import subprocess
+    import tempfile
+
+    module, name = model.split(":")
+    script = f"import json; from {module} import {name} as M; "
+    script += "print(json.dumps(M.model_json_schema(by_alias=True), indent=1, sort_keys=True))"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "venv", tmp], check=True)
+        subprocess.run([f"{tmp}/bin/pip", "install", "-q", requirement], check=True)
+        return subprocess.run([f"{tmp}/bin/python", "-c", script], check=True, capture_output=True, text=True).stdout
+
 
 def download(repo: str, tag: str, path: str, kind: str | None) -> str:
     with urllib.request.urlopen(RAW.format(repo=repo, tag=tag, path=path), timeout=60) as response:
@@ -56,6 +83,16 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
     stale = 0
+    for name, (requirement, model) in PYPI_SOURCES.items():
+        text = generate(requirement, model)
+        target = CRDS / name
+        if args.check:
+            if json.loads(text) != json.loads(target.read_text()):
+                print(f"{name}: differs from {requirement} {model}")
+                stale += 1
+        else:
+            target.write_text(text)
+            print(f"{name} <- {requirement} {model}")
     for name, (repo, tag, path, kind) in SOURCES.items():
         text = download(repo, tag, path, kind)
         target = CRDS / name

@@ -3,6 +3,7 @@ validation, for rendered custom resources, without a cluster."""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -17,6 +18,8 @@ CRD_FILES = {
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "kserve-v0.20.0-clusterservingruntimes.yaml",
     ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): "kserve-v0.20.0-clusterstoragecontainers.yaml",
     ("networking.istio.io/v1", "VirtualService"): "istio-v1.30.3-virtualservices.yaml",
+    # A JSON schema of the kind (no package ships prometheus-operator's CRD YAML: ci/crds/README.md).
+    ("monitoring.coreos.com/v1", "PodMonitor"): "prometheus-operator-v0.80.1-podmonitors.schema.json",
 }
 
 
@@ -40,6 +43,9 @@ def strict(schema: Any) -> Any:
 @cache
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     group, version = api_version.split("/")
+    path = CRDS / CRD_FILES[(api_version, kind)]
+    if path.suffix == ".json":
+        return strict(json.loads(path.read_text()))
     for doc in yaml.safe_load_all((CRDS / CRD_FILES[(api_version, kind)]).read_text()):
         if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["group"] == group:
             for entry in doc["spec"]["versions"]:
