@@ -111,7 +111,7 @@ def mlflow_server(s3: S3, workdir: Path) -> Iterator[Registry]:
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{uri}/health", proc, 120, workdir / "mlflow-server.log")
+        _wait_for(f"{uri}/health", proc, 600, workdir / "mlflow-server.log")  # a loaded 2-core machine: 4 min seen
         yield Registry(uri)
     finally:
         stop(proc)
