@@ -43,12 +43,6 @@ def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:")
 
 
-def is_pinned(uri: str) -> bool:
-    """True for ``models:/<name>/<number>``; any other registry URI moves when the registry changes."""
-    match = _URI.match(uri)
-    return bool(match and match.group("ref") and match.group("ref").isdigit())
-
-
 def pin(uri: str) -> Pinned:
     """Look up the version ``uri`` names now. A bad URI raises ConfigError (2); a model, version or alias the
     registry does not have, or a registry that cannot be reached, FetchError (3)."""
