@@ -40,12 +40,12 @@ def test_resolve_prints_the_version_an_alias_points_at(
     registry: Registry, s3: S3, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     client = _two_versions(registry, s3, tmp_path, "resolve-me", "champion")
-    proc = mlflow_kserve(["resolve", "--model-uri", "models:/resolve-me@champion"], cli_env, timeout=120)
+    proc = mlflow_kserve(["resolve", "--model-uri", "models:/resolve-me@champion"], cli_env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "models:/resolve-me/1"
 
     client.set_registered_model_alias("resolve-me", "champion", "2")
-    proc = mlflow_kserve(["resolve", "--model-uri", "models:/resolve-me@champion", "--json"], cli_env, timeout=120)
+    proc = mlflow_kserve(["resolve", "--model-uri", "models:/resolve-me@champion", "--json"], cli_env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     v2 = client.get_model_version("resolve-me", "2")
@@ -58,7 +58,7 @@ def test_resolve_prints_the_version_an_alias_points_at(
         ("models:/resolve-me/1", "models:/resolve-me/1"),
         ("models:/resolve-me/latest", "models:/resolve-me/2"),
     ):
-        proc = mlflow_kserve(["resolve", "--model-uri", uri], cli_env, timeout=120)
+        proc = mlflow_kserve(["resolve", "--model-uri", uri], cli_env, timeout=600)
         assert (proc.returncode, proc.stdout.strip()) == (0, expected), proc.stderr
 
 
@@ -74,7 +74,7 @@ def test_resolve_prints_the_version_an_alias_points_at(
 def test_resolve_errors_have_exit_codes(
     uri: str, code: int, words: str, registry: Registry, cli_env: dict[str, str]
 ) -> None:
-    proc = mlflow_kserve(["resolve", "--model-uri", uri], cli_env, timeout=120)
+    proc = mlflow_kserve(["resolve", "--model-uri", uri], cli_env, timeout=600)
     assert proc.returncode == code, proc.stderr
     assert words in last_error(proc) and "fix:" in last_error(proc)
     assert proc.stdout == ""
@@ -82,7 +82,7 @@ def test_resolve_errors_have_exit_codes(
 
 def test_resolve_prints_other_uris_unchanged(cli_env: dict[str, str]) -> None:
     for uri in ("s3://models/fraud/", "runs:/abc/model", "/srv/models/fraud"):
-        proc = mlflow_kserve(["resolve", "--model-uri", uri, "--json"], cli_env, timeout=60)
+        proc = mlflow_kserve(["resolve", "--model-uri", uri, "--json"], cli_env, timeout=600)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == {"uri": uri, "pinned": False}
 
@@ -94,7 +94,7 @@ def _helmfile_template(env: dict[str, str], environment: str = "prod") -> dict[s
     proc = subprocess.run(
         [tool("helmfile"), "--file", ROOT / "examples" / "helmfile.yaml", "--environment", environment, "template",
          "--skip-deps", "--helm-binary", tool("helm")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT / "examples",
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT / "examples",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
