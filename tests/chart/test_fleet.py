@@ -137,3 +137,20 @@ def test_require_pinned_refuses_uris_that_move_naming_resolve(uri: str) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "model.requirePinned" in proc.stderr and f"mlflow-kserve resolve --model-uri {uri}" in proc.stderr
+
+
+def test_podmonitor_schema_is_strict() -> None:
+    import copy
+
+    import jsonschema
+
+    from .crds import crd_schema
+
+    monitor = next(d for d in render(FLEET) if d["kind"] == "PodMonitor")
+    validator = jsonschema.Draft7Validator(crd_schema(monitor["apiVersion"], monitor["kind"]))
+    assert not list(validator.iter_errors(monitor))
+    bad = copy.deepcopy(monitor)
+    bad["spec"]["podMetricsEndpoints"][0]["portt"] = "metrics"
+    bad["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
+    errors = " ".join(e.message for e in validator.iter_errors(bad))
+    assert "portt" in errors and "30 seconds" in errors
