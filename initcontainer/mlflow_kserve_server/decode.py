@@ -1,0 +1,147 @@
+"""A V2 request as the model's input, decoded from the model's signature the way mlserver-mlflow 1.7.1 does
+(SeldonIO/MLServer at 1.7.1: ``runtimes/mlflow/mlserver_mlflow/runtime.py`` ``predict``; ``mlserver/model.py``
+``decode_request``; ``mlserver/codecs/{numpy,string,pandas,base64,datetime}.py``; ``mlserver_mlflow/codecs.py``).
+
+1. Each input is decoded by its codec: the input's own ``parameters.content_type``, else the one the signature
+   gives its name (``np``: an array of the request's shape; ``str``: a list of strings; ``base64``: a list of
+   bytes; ``datetime``: a list of datetimes). An input with neither stays raw (its list of values).
+2. The request is decoded by the request's ``parameters.content_type``, else the signature's: ``pd`` -> a
+   DataFrame, one column per input; ``np`` / ``str`` -> the single input; ``dict`` -> {name: decoded input}.
+   A model without a signature and a request without a content type (MLServer hands the model its request
+   object then) get ``np`` for one input and ``pd`` for several.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlflow_kserve_server.errors import V2Error
+from mlflow_kserve_server.protocol import NUMPY_DTYPES, InferenceRequest, RequestInput
+from mlflow_kserve_server.signature import ModelSignature
+
+REQUEST_CONTENT_TYPES = ("pd", "np", "str", "dict")
+_RAW = object()  # an input no codec decoded
+
+
+def decode(request: InferenceRequest, signature: ModelSignature) -> Any:
+    if signature.named_inputs:
+        unknown = [i.name for i in request.inputs if signature.input(i.name) is None]
+        if unknown:
+            expected = ", ".join(t.name for t in signature.inputs or ())
+            raise V2Error(f"unknown input {', '.join(map(repr, unknown))}: the model's inputs are {expected}")
+    content_type = request.content_type or signature.content_type
+    if content_type is None:
+        content_type = "np" if len(request.inputs) == 1 else "pd"
+    if content_type not in REQUEST_CONTENT_TYPES:
+        raise V2Error(
+            f"unknown request content_type {content_type!r}; use one of {', '.join(REQUEST_CONTENT_TYPES)} "
+            "(or none: the model's signature decides)"
+        )
+    decoded = {i.name: _decode_input(i, signature) for i in request.inputs}
+    if content_type == "pd":
+        return _frame(request.inputs, decoded)
+    if content_type == "dict":
+        return {i.name: i.values.tolist() if decoded[i.name] is _RAW else decoded[i.name] for i in request.inputs}
+    if len(request.inputs) != 1:
+        raise V2Error(
+            f"content_type {content_type!r} takes exactly one input, got {len(request.inputs)}; "
+            "send one tensor, or content_type 'pd' for one column per input"
+        )
+    only = request.inputs[0]
+    value = decoded[only.name]
+    if value is not _RAW:
+        return value
+    return _as_strings(only) if content_type == "str" else _as_array(only)
+
+
+def _decode_input(request_input: RequestInput, signature: ModelSignature) -> Any:
+    content_type = request_input.content_type
+    if content_type is None:
+        spec = signature.input(request_input.name)
+        content_type = spec.content_type if spec else None
+    if content_type == "np":
+        return _as_array(request_input)
+    if content_type == "str":
+        return _as_strings(request_input)
+    if content_type == "base64":
+        return [_from_base64(v) for v in _as_strings(request_input)]
+    if content_type == "datetime":
+        return [_from_iso(request_input.name, v) for v in _as_strings(request_input)]
+    return _RAW  # none, or pd_json (read when the DataFrame is built)
+
+
+def _as_array(request_input: RequestInput) -> np.ndarray:
+    values = request_input.values
+    if request_input.datatype == "BYTES":
+        values = values.astype(str)
+    return values.reshape(request_input.shape)
+
+
+def _as_strings(request_input: RequestInput) -> list[Any]:
+    if request_input.datatype != "BYTES":
+        raise V2Error(f"input '{request_input.name}': content_type 'str' needs datatype BYTES")
+    return request_input.values.tolist()
+
+
+def _frame(inputs: list[RequestInput], decoded: dict[str, Any]) -> pd.DataFrame:
+    columns = {i.name: _column(i, decoded[i.name]) for i in inputs}
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{name}: {len(c)}" for name, c in columns.items())
+        raise V2Error(f"the columns of a 'pd' request must have the same length ({sizes})")
+    return pd.DataFrame(columns)
+
+
+def _column(request_input: RequestInput, value: Any) -> pd.Series:
+    """One input as a DataFrame column (MLServer's ``PandasCodec``)."""
+    if request_input.content_type == "pd_json":
+        return pd.Series([_from_json(request_input.name, v) for v in _as_strings(request_input)])
+    if value is _RAW:
+        value = request_input.values.tolist()
+    if request_input.datatype == "BYTES":
+        return pd.Series(value)
+    if isinstance(value, np.ndarray):
+        rows = request_input.shape[0] if request_input.shape else 1
+        if value.size != rows:
+            raise V2Error(
+                f"input '{request_input.name}': a column needs shape [N] or [N, 1], got {request_input.shape}; "
+                "send one input per column"
+            )
+        value = value.reshape(-1)
+    return pd.Series(value, dtype=NUMPY_DTYPES[request_input.datatype])
+
+
+def _from_base64(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        raise V2Error(f"{value[:40]!r} is not base64 (content_type base64)") from None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        return raw  # not base64: the bytes as sent (MLServer's Base64Codec does the same)
+
+
+def _from_iso(name: str, value: str | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise V2Error(f"input '{name}': {value!r} is not an ISO 8601 date and time") from None
+
+
+def _from_json(name: str, value: str | None) -> Any:
+    try:
+        return json.loads(value) if value is not None else None
+    except ValueError:
+        raise V2Error(f"input '{name}': {value!r} is not a JSON document (content_type pd_json)") from None

@@ -1,0 +1,74 @@
+"""The loaded model: MLflow's pyfunc, its signature read as V2 tensors, and ``predict`` with errors sorted into
+the client's (4xx, MLflow's schema and params checks) and the model's (500, with its error text)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow_kserve_server.errors import EXIT_LOAD, StartError, V2Error
+from mlflow_kserve_server.settings import ModelSettings
+from mlflow_kserve_server.signature import ModelSignature, read_signature
+
+log = logging.getLogger("mlflow_kserve_server")
+
+
+@dataclass
+class ServedModel:
+    settings: ModelSettings
+    pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    signature: ModelSignature
+    mlflow_version: str
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.pyfunc.predict(model_input, params=params)
+        except MlflowException as exc:  # MLflow's own input and params checks say which status they mean
+            status = exc.get_http_status_code()
+            if status >= 500:
+                log.error("the model failed:\n%s", traceback.format_exc().rstrip())
+            raise V2Error(exc.message, status) from None
+        except Exception as exc:
+            log.error("the model failed:\n%s", traceback.format_exc().rstrip())
+            raise V2Error(f"the model failed: {type(exc).__name__}: {exc}", 500) from None
+
+    def metadata(self) -> dict[str, Any]:
+        """``/v2/models/<name>``, as mlserver-mlflow answers it (inputs and outputs from the signature)."""
+        answer: dict[str, Any] = {"name": self.settings.name, "versions": [], "platform": ""}
+        if self.signature.inputs is not None:
+            answer["inputs"] = [t.as_json() for t in self.signature.inputs]
+        if self.signature.outputs is not None:
+            answer["outputs"] = [t.as_json() for t in self.signature.outputs]
+        content_type = self.signature.content_type
+        answer["parameters"] = {"content_type": content_type} if content_type else {}
+        return answer
+
+
+def load(settings: ModelSettings) -> ServedModel:
+    """Load the model with MLflow (``scoring_server.load_model_with_mlflow_config``: MLflow's own loader, which
+    honours a serving model config); any failure is a ``StartError`` with the model's error."""
+    started = time.perf_counter()
+    log.info("loading model %s from %s", settings.name, settings.path)
+    try:
+        import mlflow
+        from mlflow.pyfunc import scoring_server
+
+        loader = getattr(scoring_server, "load_model_with_mlflow_config", None) or mlflow.pyfunc.load_model
+        pyfunc = loader(str(settings.path))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        log.error("loading the model failed:\n%s", traceback.format_exc().rstrip())
+        raise StartError(
+            f"the model failed to load: {type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_LOAD
+        ) from None
+    served = ServedModel(settings, pyfunc, read_signature(pyfunc.metadata.signature), mlflow.__version__)
+    flavor = pyfunc.metadata.flavors.get("python_function", {}).get("loader_module", "?")
+    seconds = time.perf_counter() - started
+    log.info("model %s loaded in %.2f s (MLflow %s, %s)", settings.name, seconds, served.mlflow_version, flavor)
+    return served

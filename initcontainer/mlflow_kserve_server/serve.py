@@ -1,0 +1,203 @@
+"""The server process: load the model, serve MLflow's app + the V2 routes with uvicorn, stop on SIGTERM.
+
+One worker runs in this process. With several, this process binds the port and starts one worker process per
+``--workers`` (each loads the model and serves the shared socket) and watches them: a worker that exits before
+its model loaded stops the server with a non-zero code (the model cannot load: restarting would loop, which is
+what uvicorn's own ``--workers`` supervisor does); one that dies later is restarted. SIGTERM or SIGINT stop every
+worker gracefully (in-flight requests finish) and the server exits 0."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from mlflow_kserve_server import metrics
+from mlflow_kserve_server.errors import EXIT_CONFIG, EXIT_LOAD, StartError
+from mlflow_kserve_server.settings import ModelSettings, Settings, read_model_settings
+
+log = logging.getLogger("mlflow_kserve_server")
+MIN_MLFLOW = (2, 21)  # mlflow.pyfunc.scoring_server builds a FastAPI app from MLflow 2.21.0 on (mlflow/mlflow#14307)
+
+
+def start(settings: Settings) -> int:
+    """Run the server until it is stopped; the exit code (0: stopped by a signal)."""
+    check_mlflow()
+    model_settings = read_model_settings(settings.models_dir)
+    metrics_dir = _start_metrics(settings)
+    try:
+        if settings.workers == 1:
+            return _serve(settings, model_settings, started=time.monotonic())
+        return _supervise(settings, model_settings)
+    finally:
+        metrics.remove(metrics_dir)
+
+
+def check_mlflow() -> None:
+    from mlflow.version import VERSION
+
+    release = tuple(int(p) for p in VERSION.split(".")[:2] if p.isdigit())
+    if release < MIN_MLFLOW:
+        raise StartError(
+            f"this venv has MLflow {VERSION}, whose scoring server is Flask: the mlflow backend needs MLflow >= "
+            f"{'.'.join(map(str, MIN_MLFLOW))}.0 (its FastAPI scoring server); fix: serve this model with "
+            "--backend mlserver",
+            EXIT_CONFIG,
+        )
+
+
+def _start_metrics(settings: Settings) -> Path | None:
+    if not settings.metrics_port:
+        return None
+    if not metrics.available():
+        log.info("no metrics port: the model's venv has no prometheus_client (it is never added to the venv)")
+        return None
+    directory = metrics.start_exporter(settings.metrics_port, settings.workers)
+    log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    return directory
+
+
+def _serve(
+    settings: Settings,
+    model_settings: ModelSettings,
+    started: float,
+    sockets: list[Any] | None = None,
+    on_ready: Callable[[], Any] | None = None,
+) -> int:
+    """Load the model and serve it in this process (on ``sockets`` when given) until a signal stops uvicorn."""
+    import uvicorn
+
+    from mlflow_kserve_server.app import build_app
+    from mlflow_kserve_server.model import load
+
+    served = load(model_settings)
+    observe = metrics.observer(model_settings.name, model_settings.version) if _metrics_on(settings) else None
+    app = build_app(served, settings.max_request_bytes, observe)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False, log_level=settings.log_level
+    )
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started:
+                return
+            if on_ready is not None:
+                on_ready()
+            else:
+                log.info(
+                    "ready in %.2f s: model %s, V2 on http://%s:%d",
+                    time.monotonic() - started, model_settings.name, settings.host, settings.port,
+                )  # fmt: skip
+
+    server = Server(config)
+    _quiet_signals()
+    server.run(sockets=sockets)
+    if not server.started:
+        return 1
+    if on_ready is None:
+        log.info("stopped")
+    return 0
+
+
+def _metrics_on(settings: Settings) -> bool:
+    return bool(settings.metrics_port) and metrics.available()
+
+
+def _quiet_signals() -> None:
+    """uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again with the handler it found: with
+    these, that second raise does nothing and the process exits 0 (Python's defaults would kill it, or raise
+    KeyboardInterrupt)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+
+
+def _worker(settings: Settings, model_settings: ModelSettings, sock: Any, ready: Any) -> None:
+    """A worker process: the model and one uvicorn server on the socket the supervisor bound."""
+    from mlflow_kserve_server.cli import setup_logging
+
+    setup_logging(settings.log_level)
+    try:
+        code = _serve(settings, model_settings, time.monotonic(), sockets=[sock], on_ready=ready.set)
+    except StartError as exc:
+        print(f"mlflow-kserve-server: error: {exc}", file=sys.stderr, flush=True)
+        code = exc.exit_code
+    sys.exit(code)
+
+
+class _Worker:
+    def __init__(self, index: int, target: Any, args: tuple[Any, ...], context: Any) -> None:
+        self.index, self.target, self.args, self.context = index, target, args, context
+        self.ready = context.Event()
+        self.logged_ready = False
+        self.process = self._spawn()
+
+    def _spawn(self) -> Any:
+        process = self.context.Process(
+            target=self.target, args=(*self.args, self.ready), name=f"worker-{self.index}", daemon=False
+        )
+        process.start()
+        return process
+
+    def restart(self) -> None:
+        self.process = self._spawn()
+
+
+def _supervise(settings: Settings, model_settings: ModelSettings) -> int:
+    import uvicorn
+
+    started = time.monotonic()
+    sock = uvicorn.Config(app=None, host=settings.host, port=settings.port).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    args = (settings, model_settings, sock)
+    workers = [_Worker(i, _worker, args, context) for i in range(1, settings.workers + 1)]
+    all_ready = False
+    code = 0
+    while not stopping:
+        wait([w.process.sentinel for w in workers], timeout=0.5)
+        for worker in workers:
+            if worker.ready.is_set() and not worker.logged_ready:
+                worker.logged_ready = True
+            if worker.process.is_alive() or stopping:
+                continue
+            if not worker.logged_ready and not worker.ready.is_set():
+                log.error("worker %d exited (code %s) before its model was ready: stopping", worker.index,
+                          worker.process.exitcode)  # fmt: skip
+                code = worker.process.exitcode or EXIT_LOAD
+                stopping.append(0)
+                break
+            log.warning("worker %d died (code %s): restarting it", worker.index, worker.process.exitcode)
+            worker.ready.clear()
+            worker.logged_ready = False
+            worker.restart()
+        if not all_ready and all(w.logged_ready for w in workers):
+            all_ready = True
+            log.info(
+                "ready in %.2f s: model %s, V2 on http://%s:%d, %d workers",
+                time.monotonic() - started, model_settings.name, settings.host, settings.port, len(workers),
+            )  # fmt: skip
+    for worker in workers:
+        if worker.process.is_alive():
+            worker.process.terminate()  # SIGTERM: uvicorn finishes in-flight requests
+    for worker in workers:
+        worker.process.join(timeout=60)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+    sock.close()
+    if code == 0:
+        log.info("stopped")
+    return code
