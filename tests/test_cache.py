@@ -100,7 +100,11 @@ def test_lock_memo_and_keys(tmp_path: Path) -> None:
     assert cache.get_lock(key) is None
     cache.put_lock(key, "a==1 --hash=sha256:00\n")
     assert cache.get_lock(key) == "a==1 --hash=sha256:00\n"
-    assert cache.env_key("x", "3.11.7", "linux") != cache.env_key("x", "3.12.1", "linux")
+    assert cache.env_key("x", "3.11.7", "linux", "mlserver") != cache.env_key("x", "3.12.1", "linux", "mlserver")
+    assert cache.env_key("x", "3.11.7", "linux", "mlserver") != cache.env_key("x", "3.11.7", "linux", "mlflow")
+    assert cache.get_conflict(key) is None
+    cache.put_conflict(key, {"detail": "Because a==1 depends on b<1 ...", "installer": "uv"})
+    assert cache.get_conflict(key) == {"detail": "Because a==1 depends on b<1 ...", "installer": "uv"}
 
 
 def test_restore_across_filesystems_copies_and_keeps_mtimes(tmp_path: Path) -> None:

@@ -94,14 +94,29 @@ def test_5_python_mismatch_under_strict(models: dict[str, BuiltModel], tmp_path:
     assert "logged with Python 3.9.18" in last_error(proc)
 
 
-def test_6_pins_conflict_with_the_serving_stack(
+def test_6_pins_conflict_with_mlserver_under_backend_mlserver(
     models: dict[str, BuiltModel], tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     broken = variants.with_requirement_lines(models["sklearn-columns"].path, tmp_path / "broken", "protobuf<4")
+    proc = _init(str(broken), tmp_path, cli_env, "--backend", "mlserver")
+    assert proc.returncode == 6, proc.stderr
+    message = last_error(proc)
+    assert "--backend mlserver: the model's requirements conflict with MLServer's" in message
+    assert "protobuf" in message and "--backend mlflow serves models of MLflow >= 2.21" in message
+    _assert_nothing_ready(tmp_path)
+
+
+def test_6_auto_gives_both_reasons_when_no_backend_resolves(
+    models: dict[str, BuiltModel], tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    line = "opentelemetry-proto<1.9"  # MLflow 3.17 itself needs >= 1.9: no backend can serve this
+    broken = variants.with_requirement_lines(models["sklearn-columns"].path, tmp_path / "broken", line)
     proc = _init(str(broken), tmp_path, cli_env)
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
-    assert "protobuf" in message and "cannot be resolved" in message
+    assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message
+    assert "; MLflow's scoring server: the model's own requirements cannot be resolved (uv): " in message
+    assert "opentelemetry-proto" in message
     _assert_nothing_ready(tmp_path)
 
 

@@ -1,5 +1,6 @@
-"""Step 2, the plan: the model's requirements after the policy, its MLflow pin, the serving stack for that MLflow
-and the operator's extras, from model directories written like MLflow writes them."""
+"""Step 2, the plan: the model's requirements after the policy, its MLflow pin, the serving backends whose table
+rows fit that MLflow and the interpreter, and the operator's extras, from model directories written like MLflow
+writes them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from mlflow_kserve.errors import ConfigError, NotServableError, PolicyError, ResolveError
 from mlflow_kserve.plan import Plan, make_plan
+from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
 from test_mlmodel import write_model
 
@@ -20,13 +22,19 @@ def plan(root: Path, interpreter: str = "3.11.7", **settings: Any) -> Plan:
     return make_plan(root, Settings.from_options(model_uri=str(root), **settings), interpreter)
 
 
+def first(result: Plan) -> ServingStack:
+    """auto's first choice (the lock step falls back to the next one on a conflict)."""
+    return result.backends.stacks[0]
+
+
 def test_python_env_yaml_model(tmp_path: Path) -> None:
     result = plan(write_model(tmp_path))
     assert result.env.source == "python_env.yaml"
     assert result.mlflow_version == "3.17.2"
     assert result.model_requirements == ("mlflow==3.17.2", "numpy==2.4.6", "scikit-learn==1.9.1")
-    assert result.stack.mlflow == ">=2.19"
-    assert result.requirements() == (*result.model_requirements, *STACK_3)
+    assert [(s.backend, s.mlflow) for s in result.backends.stacks] == [("mlserver", ">=2.19"), ("mlflow", ">=2.21")]
+    assert result.requirements(first(result)) == (*result.model_requirements, *STACK_3)
+    assert result.requirements(result.backends.stacks[1]) == result.model_requirements, "mlflow adds nothing"
     assert result.warnings == () and result.constraints == () and result.index_options == ()
 
 
@@ -35,7 +43,9 @@ def test_requirements_txt_model_pinned_mlflow_wins_over_mlmodel(tmp_path: Path) 
     result = plan(root)
     assert result.env.source == "requirements.txt"
     assert result.mlflow_version == "2.16.2"
-    assert result.stack.requirements[0] == "mlserver==1.6.1"
+    assert first(result).requirements[0] == "mlserver==1.6.1"
+    assert result.backends.ruled_out == (("mlflow", "MLflow 2.16.2 has no FastAPI scoring server (the mlflow "
+                                                    "backend serves MLflow >=2.21)"),)  # fmt: skip
 
 
 def test_conda_model_warns_about_conda_only_packages(tmp_path: Path) -> None:
@@ -43,7 +53,7 @@ def test_conda_model_warns_about_conda_only_packages(tmp_path: Path) -> None:
     result = plan(write_model(tmp_path, None, mlflow="2.13.2", conda=conda))
     assert result.env.source == "conda.yaml"
     assert result.model_requirements == ("mlflow==2.13.2",)
-    assert result.stack.requirements[-1] == "setuptools<82"
+    assert first(result).requirements[-1] == "setuptools<82"
     assert result.warnings == (
         "conda-only packages in conda.yaml are not installed (pip environment): cudatoolkit=11.8",
     )
@@ -53,7 +63,7 @@ def test_model_without_env_files_gets_the_mlflow_pin(tmp_path: Path) -> None:
     result = plan(write_model(tmp_path, None, mlflow="2.16.2"))
     assert result.env.source == "none"
     assert result.model_requirements == ("mlflow==2.16.2",)
-    assert result.stack.mlflow == ">=2.15,<2.19"
+    assert first(result).mlflow == ">=2.15,<2.19"
 
 
 def test_model_without_mlflow_requirement_gets_the_mlflow_pin(tmp_path: Path) -> None:
@@ -97,13 +107,20 @@ def test_unsupported_mlflow_exits_6(tmp_path: Path, pin: str | None, mlmodel: st
     with pytest.raises(ResolveError) as info:
         plan(write_model(tmp_path, pin, mlflow=mlmodel))
     assert info.value.exit_code == 6
-    assert f"MLflow {mlmodel}; supported MLflow versions: >=2.19; >=2.15,<2.19; >=2.10,<2.15" in str(info.value)
+    assert f"MLflow {mlmodel} (it serves MLflow >=2.19; >=2.15,<2.19; >=2.10,<2.15)" in str(info.value)
+    assert f"MLflow {mlmodel} has no FastAPI scoring server" in str(info.value)
 
 
-def test_python_313_interpreter_exits_2(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"MLServer supports Python >=3\.9,<3\.13") as info:
-        plan(write_model(tmp_path, python="3.13.1"), "3.13.1")
-    assert info.value.exit_code == 2
+def test_python_313_interpreter_plans_the_mlflow_backend_only(tmp_path: Path) -> None:
+    result = plan(write_model(tmp_path, python="3.13.1"), "3.13.1")
+    assert [s.backend for s in result.backends.stacks] == ["mlflow"]
+    assert result.backends.ruled_out == (
+        ("mlserver", "MLServer supports Python >=3.9,<3.13, the serving interpreter is 3.13.1"),
+    )
+    with pytest.raises(ResolveError, match=r"--backend mlserver: MLServer supports Python >=3\.9,<3\.13") as info:
+        plan(write_model(tmp_path / "again", python="3.13.1"), "3.13.1", backend="mlserver")
+    assert info.value.exit_code == 6
+    assert "--backend mlflow" in str(info.value)
 
 
 def test_python_policy_warn_and_strict(tmp_path: Path) -> None:
@@ -138,7 +155,12 @@ def test_operator_extras_and_constraints(tmp_path: Path) -> None:
         root, extra_requirement=("prometheus-client<1", "numpy==2.4.6", "uvloop<0.22"), constraint=("numpy<3",)
     )
     assert result.extra_requirements == ("prometheus-client<1", "numpy==2.4.6", "uvloop<0.22")
-    assert result.requirements() == ("mlflow==3.17.2", "numpy==2.4.6", *STACK_3, "prometheus-client<1")
+    assert result.requirements(first(result)) == (
+        "mlflow==3.17.2", "numpy==2.4.6", *STACK_3, "prometheus-client<1"
+    )  # fmt: skip
+    assert result.requirements(result.backends.stacks[1]) == (
+        "mlflow==3.17.2", "numpy==2.4.6", "prometheus-client<1", "uvloop<0.22"
+    ), "the mlflow backend: the model's requirements and the operator's extras, nothing else"  # fmt: skip
     assert result.constraints == ("scipy<1.15", "numpy<3")
 
 
@@ -160,8 +182,8 @@ def test_to_dict_is_json(tmp_path: Path) -> None:
     assert data["python"] == {"model": "3.10.14", "interpreter": "3.11.7"}
     assert data["model"]["flavors"] == ["python_function", "sklearn"]
     assert data["model"]["loader_module"] == "mlflow.sklearn"
-    assert data["serving_stack"]["mlflow"] == ">=2.19"
-    assert data["serving_stack"]["requirements"] == list(STACK_3)
-    assert data["requirements"] == list(result.requirements())
+    assert data["backends"]["requested"] == "auto"
+    assert [c["backend"] for c in data["backends"]["candidates"]] == ["mlserver", "mlflow"]
+    assert data["backends"]["candidates"][0]["requirements"] == list(STACK_3)
     assert data["extra_requirements"] == ["prometheus-client<1"]
     assert len(data["warnings"]) == 1

@@ -1,34 +1,43 @@
-"""The serving-stack table (serving_stack.toml): which MLServer packages serve a model of each MLflow version."""
+"""The serving-stack table (serving_stack.toml): per backend, which rows serve a model of each MLflow version on
+each serving interpreter, and what they add to the model's packages (nothing for the mlflow backend)."""
 
 from __future__ import annotations
 
 import pytest
-from mlflow_kserve.errors import ConfigError, ResolveError
-from mlflow_kserve.serving_stack import ServingStack, load_table, select_stack
+from mlflow_kserve.errors import ResolveError
+from mlflow_kserve.serving_stack import NoStack, ServingStack, load_table, select_stack
 
 UVLOOP = "uvloop 0.22+ kills MLServer workers: 'no current event loop' (SeldonIO/MLServer#2286)"
 SETUPTOOLS = "these MLflows keep protobuf<5, whose opentelemetry imports pkg_resources (gone in setuptools 82)"
+MLSERVER_PYTHON = ">=3.9,<3.13"
 
 
 def test_table_is_design_md() -> None:
-    assert load_table() == [
-        ServingStack(">=2.19", ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22"), (UVLOOP,), ">=3.9,<3.13"),
+    table = load_table()
+    assert table[:3] == [
         ServingStack(
-            ">=2.15,<2.19", ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22"), (UVLOOP,), ">=3.9,<3.13"
+            "mlserver", ">=2.19", MLSERVER_PYTHON, ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22"),
+            (UVLOOP,),
         ),
         ServingStack(
-            ">=2.10,<2.15",
-            ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "setuptools<82"),
-            (UVLOOP, SETUPTOOLS),
-            ">=3.9,<3.13",
+            "mlserver", ">=2.15,<2.19", MLSERVER_PYTHON, ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22"),
+            (UVLOOP,),
         ),
-    ]
+        ServingStack(
+            "mlserver", ">=2.10,<2.15", MLSERVER_PYTHON,
+            ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "setuptools<82"), (UVLOOP, SETUPTOOLS),
+        ),
+    ]  # fmt: skip
+    mlflow_row = table[3]
+    assert (mlflow_row.backend, mlflow_row.mlflow, mlflow_row.requirements) == ("mlflow", ">=2.21", ())
+    assert "mlflow/mlflow#14307" in mlflow_row.reasons[0]
+    assert len(table) == 4
 
 
 def test_load_table_returns_a_fresh_list() -> None:
     table = load_table()
     table.clear()
-    assert len(load_table()) == 3
+    assert len(load_table()) == 4
 
 
 @pytest.mark.parametrize(
@@ -45,8 +54,8 @@ def test_load_table_returns_a_fresh_list() -> None:
         ("2.10.0", ">=2.10,<2.15"),
     ],
 )
-def test_select_stack(version: str, row: str) -> None:
-    stack = select_stack(version, "3.11.7")
+def test_select_mlserver_stack(version: str, row: str) -> None:
+    stack = select_stack("mlserver", version, "3.11.7")
     assert stack.mlflow == row
     mlserver = "1.7.1" if row == ">=2.19" else "1.6.1"
     assert stack.requirements[:3] == (f"mlserver=={mlserver}", f"mlserver-mlflow=={mlserver}", "uvloop<0.22")
@@ -55,30 +64,47 @@ def test_select_stack(version: str, row: str) -> None:
 
 
 @pytest.mark.parametrize("version", ["2.9.4", "2.9.0", "1.30.1", "0.9.1"])
-def test_unsupported_mlflow_exits_6_naming_supported_versions(version: str) -> None:
-    with pytest.raises(ResolveError) as info:
-        select_stack(version, "3.11.7")
+def test_mlflow_no_mlserver_row_serves_exits_6_naming_supported_versions(version: str) -> None:
+    with pytest.raises(NoStack) as info:
+        select_stack("mlserver", version, "3.11.7")
     assert info.value.exit_code == 6
-    assert str(info.value) == (
-        f"no serving stack for a model logged with MLflow {version}; supported MLflow versions: "
-        ">=2.19; >=2.15,<2.19; >=2.10,<2.15; fix: log the model again with a supported MLflow version (2.10 or newer)"
+    assert info.value.reason == (
+        f"MLServer serves no model logged with MLflow {version} (it serves MLflow >=2.19; >=2.15,<2.19; >=2.10,<2.15)"
+    )
+
+
+@pytest.mark.parametrize("version", ["2.21.0", "2.22.4", "3.0.0rc2", "3.17.2"])
+def test_the_mlflow_backend_serves_mlflow_from_2_21_and_adds_nothing(version: str) -> None:
+    stack = select_stack("mlflow", version, "3.13.0")
+    assert stack.requirements == ()
+    assert stack.describe() == "MLflow's scoring server (adds no package)"
+
+
+@pytest.mark.parametrize("version", ["2.20.1", "2.19.0", "2.16.2", "2.13.2"])
+def test_mlflow_before_2_21_has_no_fastapi_scoring_server(version: str) -> None:
+    with pytest.raises(NoStack) as info:
+        select_stack("mlflow", version, "3.11.7")
+    assert info.value.exit_code == 6
+    assert info.value.reason == (
+        f"MLflow {version} has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21)"
     )
 
 
 def test_mlflow_version_that_is_not_a_version_exits_6() -> None:
     with pytest.raises(ResolveError, match="'latest' is not a version") as info:
-        select_stack("latest")
+        select_stack("mlflow", "latest", "3.11.7")
     assert info.value.exit_code == 6
 
 
 @pytest.mark.parametrize("interpreter", ["3.10.14", "3.11.7", "3.12.8"])
 def test_mlserver_pythons(interpreter: str) -> None:
-    assert select_stack("3.17.2", interpreter).mlflow == ">=2.19"
+    assert select_stack("mlserver", "3.17.2", interpreter).mlflow == ">=2.19"
 
 
-def test_python_313_has_no_mlserver() -> None:
-    with pytest.raises(ConfigError) as info:
-        select_stack("3.17.2", "3.13.1")
-    assert info.value.exit_code == 2
-    assert "MLServer supports Python >=3.9,<3.13, the serving interpreter is 3.13.1" in str(info.value)
-    assert "Python 3.10, 3.11 or 3.12 (chart value pythonVersion)" in str(info.value)
+@pytest.mark.parametrize("interpreter", ["3.13.0", "3.13.1", "3.14.0"])
+def test_python_313_and_later_have_no_mlserver(interpreter: str) -> None:
+    with pytest.raises(NoStack) as info:
+        select_stack("mlserver", "3.17.2", interpreter)
+    assert info.value.exit_code == 6
+    assert info.value.reason == f"MLServer supports Python >=3.9,<3.13, the serving interpreter is {interpreter}"
+    assert select_stack("mlflow", "3.17.2", interpreter).backend == "mlflow"

@@ -2,8 +2,10 @@
 
 Layout::
 
-    <root>/locks/<input-key>.txt     resolution memo: a warm start resolves nothing
-    <root>/envs/<env-key>/venv       complete venvs, keyed by the lock, Python version and platform
+    <root>/locks/<input-key>.txt     resolution memo: a warm start resolves nothing (input key: the requirement
+                                     set, constraints, index, Python, platform and the backend)
+    <root>/locks/<input-key>.conflict.json  a resolution that failed: auto falls back at once on a warm start
+    <root>/envs/<env-key>/venv       complete venvs, keyed by the lock, Python version, platform and backend
     <root>/envs/<env-key>/entry.json size and build time; its mtime is the last use (LRU)
     <root>/envs/<env-key>/verified/  model digests that loaded in this venv (a hit skips verify for them)
     <root>/envs/<env-key>/in-use     running servers hold a shared flock on it; eviction skips such entries
@@ -72,8 +74,10 @@ class EnvCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
     @staticmethod
-    def env_key(lock_text: str, python_version: str, platform_tag: str) -> str:
-        return hashlib.sha256(f"{python_version}\0{platform_tag}\0{lock_text}".encode()).hexdigest()
+    def env_key(lock_text: str, python_version: str, platform_tag: str, backend: str) -> str:
+        """The backend is part of it: verify writes the bytecode of what that backend's server imports, and
+        an entry records which models loaded beside that server."""
+        return hashlib.sha256(f"{python_version}\0{platform_tag}\0{backend}\0{lock_text}".encode()).hexdigest()
 
     # -- resolution memo --------------------------------------------------------------------------------
     def get_lock(self, input_key: str) -> str | None:
@@ -85,6 +89,15 @@ class EnvCache:
 
     def put_lock(self, input_key: str, lock_text: str) -> None:
         write_atomic(self.root / "locks" / f"{input_key}.txt", lock_text)
+
+    def get_conflict(self, input_key: str) -> dict[str, str] | None:
+        try:
+            return json.loads((self.root / "locks" / f"{input_key}.conflict.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put_conflict(self, input_key: str, conflict: Mapping[str, str]) -> None:
+        write_atomic(self.root / "locks" / f"{input_key}.conflict.json", json.dumps(dict(conflict)))
 
     # -- environments -----------------------------------------------------------------------------------
     def provide_env(self, key: str, dest: Path, build: Callable[[Path], None]) -> bool:

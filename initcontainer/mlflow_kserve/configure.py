@@ -1,16 +1,22 @@
-"""Step 6: the files the server container reads: MLServer's model-settings.json, and report.json (what was
-installed, how long each step took). report.json is written last: its presence means init completed."""
+"""Step 6: the files the server container reads: model-settings.json (MLServer reads it, and so does the mlflow
+backend's V2 server), the V2 server package for the mlflow backend, and report.json (what was installed, how long
+each step took). report.json is written last: its presence means init completed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from mlflow_kserve.files import write_atomic
+from mlflow_kserve import procs
+from mlflow_kserve.errors import ConfigError, InstallError
+from mlflow_kserve.files import remove, write_atomic
 
 RUNTIME = "mlserver_mlflow.MLflowRuntime"
+SERVER_PACKAGE = "mlflow_kserve_server"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -22,7 +28,8 @@ def model_settings(
 ) -> dict[str, Any]:
     """MLServer resolves a relative ``uri`` against the settings file's folder: the same file works in the
     pod (/mnt/models) and under `mlflow-kserve run`'s work dir. Adaptive batching is on when
-    ``max_batch_size`` > 1 (MLServer's own rule); MLServer's defaults apply otherwise."""
+    ``max_batch_size`` > 1 (MLServer's own rule); MLServer's defaults apply otherwise. The mlflow backend reads
+    name and uri too."""
     uri = os.path.relpath(model_dir, models_dir)
     settings: dict[str, Any] = {
         "name": name,
@@ -33,3 +40,27 @@ def model_settings(
         settings["max_batch_size"] = max_batch_size
         settings["max_batch_time"] = max_batch_time
     return settings
+
+
+def write_server_package(lib: Path, python: str) -> Path:
+    """Copy the mlflow backend's V2 server (installed beside this package, from the same source tree) to
+    ``lib/mlflow_kserve_server`` with its bytecode, compiled by the serving interpreter. It is put on PYTHONPATH
+    when the server starts, never installed into the venv: the venv holds the model's packages only."""
+    spec = importlib.util.find_spec(SERVER_PACKAGE)  # finds it without importing it here
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"the V2 server package {SERVER_PACKAGE} is not installed beside mlflow_kserve",
+            "reinstall mlflow-kserve (the init image ships both), or use --backend mlserver",
+        )
+    source = Path(next(iter(spec.submodule_search_locations)))
+    dest = lib / SERVER_PACKAGE
+    tmp = lib / f".{SERVER_PACKAGE}.tmp"
+    remove(tmp)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # -d: tracebacks name the final path, not the temporary one
+    compiled = procs.run([python, "-m", "compileall", "-q", "-d", dest, tmp], env={"PYTHONDONTWRITEBYTECODE": ""})
+    if compiled.returncode != 0:
+        raise InstallError(f"cannot compile {SERVER_PACKAGE} with {python}: {compiled.output[-300:]}")
+    remove(dest)
+    os.replace(tmp, dest)
+    return dest

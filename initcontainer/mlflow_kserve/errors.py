@@ -69,6 +69,15 @@ class ResolveError(MlflowKserveError):
     exit_code = 6
 
 
+class ConflictError(ResolveError):
+    """The resolver found no versions satisfying every requirement; ``detail`` is its explanation, one line."""
+
+    def __init__(self, detail: str, installer: str, hint: str | None = None) -> None:
+        super().__init__(f"dependencies cannot be resolved ({installer}): {detail}", hint)
+        self.detail = detail
+        self.installer = installer
+
+
 class InstallError(MlflowKserveError):
     """Install failed (index unreachable after retries, build failure)."""
 

@@ -1,7 +1,7 @@
 """Step 3: resolve the requirement set to exact versions with hashes.
 
 uv (`uv pip compile --generate-hashes`) for the default installer, pip-tools (`pip-compile --generate-hashes`)
-for ``--installer pip``. Failures are classified: a conflict is ResolveError (exit 6, naming what uv/pip said
+for ``--installer pip``. Failures are classified: a conflict is ConflictError (exit 6, naming what uv/pip said
 is in conflict); an unreachable index or a failed build is InstallError (exit 7).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from mlflow_kserve import procs
-from mlflow_kserve.errors import InstallError, ResolveError
+from mlflow_kserve.errors import ConflictError, InstallError
 from mlflow_kserve.files import write_atomic
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.tools import pip_env, uv_binary, uv_env
@@ -28,6 +28,7 @@ _NETWORK = re.compile(
     r"HTTP status server error|status code 5\d\d|certificate|SSL",
     re.IGNORECASE,
 )
+CONFLICT_HINT = "relax the conflicting pins in the model's requirements, or pass --constraint to choose versions"
 _BUILD = re.compile(r"Failed to build|Failed to prepare distributions|metadata-generation-failed", re.I)
 
 
@@ -120,10 +121,7 @@ def _classify(result: procs.Result, installer: str) -> Exception:
             f"a package failed to build while resolving ({installer}): {_cause(lines[-1] if lines else '')}",
             "pin a version with a wheel for this Python, or add build dependencies via --extra-requirement",
         )
-    return ResolveError(
-        f"dependencies cannot be resolved together with the serving stack ({installer}): {_conflict(lines)}",
-        "relax the conflicting pins in the model's requirements, or pass --constraint to choose versions",
-    )
+    return ConflictError(_conflict(lines), installer, CONFLICT_HINT)
 
 
 def _cause(line: str) -> str:

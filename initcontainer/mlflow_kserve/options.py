@@ -47,7 +47,16 @@ model_uri = _option(
 name = _option(
     "--name",
     default=None,
-    help="Model name served by MLServer (/v2/models/<name>). Default: derived from the model URI.",
+    help="Model name served under /v2/models/<name>. Default: derived from the model URI.",
+)
+backend = _option(
+    "--backend",
+    type=click.Choice(["auto", "mlserver", "mlflow"]),
+    default="auto",
+    show_default=True,
+    help="The server: mlserver (MLServer + mlserver-mlflow added to the model's packages; V2 REST and gRPC), "
+    "mlflow (the model's own MLflow scoring server with V2 routes; adds no package; MLflow >= 2.21), or auto: "
+    "MLServer when its table row fits and resolves with the model's pins, else mlflow.",
 )
 models_dir = _option(
     "--models-dir",
@@ -184,7 +193,9 @@ resolve_json = _option(
     help="Print the pinned URI with its version, run id, source and alias as JSON.",
 )  # fmt: skip
 port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
-grpc_port = _option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port.")
+grpc_port = _option(
+    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port (MLServer only)."
+)
 metrics_port = _option(
     "--metrics-port", type=click.IntRange(1, 65535), default=8082, show_default=True, help="Metrics port."
 )
@@ -198,7 +209,7 @@ work_dir = _option(
 
 # The option sets of each subcommand. init's set is what the chart may configure.
 RESOLVE_OPTIONS = [
-    model_uri, name, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
+    model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
 INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]

@@ -16,17 +16,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlflow_kserve import __version__
-from mlflow_kserve.configure import model_settings, write_json
-from mlflow_kserve.errors import ConfigError, VerifyError, redact
+from mlflow_kserve.backends import Chosen, choose
+from mlflow_kserve.configure import model_settings, write_json, write_server_package
+from mlflow_kserve.errors import ConfigError, ConflictError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
 from mlflow_kserve.files import dir_bytes, remove
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.installers import make_installer
 from mlflow_kserve.interpreter import Interpreter, probe
-from mlflow_kserve.lock import Lock, LockRequest, resolve
+from mlflow_kserve.lock import CONFLICT_HINT, Lock, LockRequest, resolve
 from mlflow_kserve.logs import get_logger, step
 from mlflow_kserve.plan import Plan, make_plan
 from mlflow_kserve.registry import Pinned, pin_for_fetch
+from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
 from mlflow_kserve.verify import compile_bytecode, verify_model
 
@@ -41,6 +43,7 @@ class Prepared:
     settings: Settings
     interpreter: Interpreter
     plan: Plan
+    chosen: Chosen  # the backend and why
     request: LockRequest
     lock: Lock
     slim: bool
@@ -66,6 +69,8 @@ def init(settings: Settings) -> dict[str, Any]:
     try:
         prepared = _prepare(settings, timings)
         cache = _cache(settings)
+        if prepared.chosen.backend == "mlflow":  # before verify, which imports it
+            write_server_package(settings.server_lib, settings.python)
         try:
             cache_hit = _install(prepared, cache, timings)
         except VerifyError as exc:
@@ -85,9 +90,10 @@ def init(settings: Settings) -> dict[str, Any]:
         report = _report(prepared, cache_hit, timings)
         write_json(settings.report_file, report)
     log.info(
-        "ready: %s served as %r (%d packages, MLflow %s, %s) in %.1fs",
-        redact(settings.model_uri), settings.name, len(prepared.lock.packages), prepared.plan.mlflow_version,
-        _stack_text(prepared.plan), timings["total"], extra={"step": "init"},
+        "ready: %s served as %r by the %s backend (%d packages, MLflow %s, %s) in %.1fs; %s",
+        redact(settings.model_uri), settings.name, prepared.chosen.backend, len(prepared.lock.packages),
+        prepared.plan.mlflow_version, prepared.chosen.stack.describe(), timings["total"], prepared.chosen.reason,
+        extra={"step": "init", "backend": prepared.chosen.backend},
     )  # fmt: skip
     return report
 
@@ -104,42 +110,65 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
             log.warning("%s", warning, extra={"step": "plan"})
         if settings.slim and settings.installer != "uv":
             raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
-    prepared = Prepared(
-        settings, interpreter, plan, _lock_request(plan, settings, interpreter, slim=False), Lock(""),
-        slim=False, model_bytes=getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir), pinned=pinned,
-        timings=timings,
-    )  # fmt: skip
-    return _relock(prepared, slim=settings.slim, timings=timings)
+    with step("lock", timings):
+        chosen, (request, lock, cached) = choose(
+            plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=settings.slim)
+        )
+    log.info("backend %s: %s", chosen.backend, chosen.reason, extra={"step": "lock", "backend": chosen.backend})
+    model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
+    return Prepared(
+        settings, interpreter, plan, chosen, request, lock, settings.slim, cached, model_bytes, pinned, timings
+    )
 
 
 def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Prepared:
-    settings = prepared.settings
-    request = _lock_request(prepared.plan, settings, prepared.interpreter, slim=slim)
-    cache = _cache(settings)
+    """The same backend's lock again, e.g. with full mlflow after the model did not load with mlflow-skinny."""
     with step("lock", timings):
-        key = (
-            cache.input_key(request.cache_parts(prepared.interpreter.version, prepared.interpreter.platform))
-            if cache
-            else ""
+        request, lock, cached = _lock(
+            prepared.settings, prepared.plan, prepared.interpreter, prepared.chosen.stack, slim=slim
         )
-        text = cache.get_lock(key) if cache else None
-        if text:
-            lock = Lock(text)
-        else:
+    return replace(prepared, request=request, lock=lock, slim=slim, lock_cached=cached)
+
+
+def _lock(
+    settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool
+) -> tuple[LockRequest, Lock, bool]:
+    """Resolve the model's set with ``stack``'s packages and write the lock file. With a cache, a resolution
+    (or a conflict) is memoised under the request, the interpreter and the backend."""
+    request = _lock_request(plan, settings, interpreter, stack, slim=slim)
+    cache = _cache(settings)
+    key = ""
+    if cache:
+        parts = request.cache_parts(interpreter.version, interpreter.platform)
+        key = cache.input_key({**parts, "backend": stack.backend})
+        conflict = cache.get_conflict(key)
+        if conflict:
+            raise ConflictError(conflict["detail"], conflict["installer"], CONFLICT_HINT)
+    text = cache.get_lock(key) if cache else None
+    if text:
+        lock = Lock(text)
+    else:
+        try:
             with _using_tools(cache):
                 lock = resolve(request, settings.installer, _tool_cache(settings, cache))
-        if cache and not text:
+        except ConflictError as exc:
+            if cache:
+                cache.put_conflict(key, {"detail": exc.detail, "installer": exc.installer})
+            raise
+        if cache:
             cache.put_lock(key, lock.text)
-        lock.write(settings.lock_file)
+    lock.write(settings.lock_file)
     log.info("locked %d packages%s", len(lock.packages), " (from cache)" if text else "", extra={"step": "lock"})
-    return replace(prepared, request=request, lock=lock, slim=slim, lock_cached=bool(text))
+    return request, lock, bool(text)
 
 
-def _lock_request(plan: Plan, settings: Settings, interpreter: Interpreter, *, slim: bool) -> LockRequest:
+def _lock_request(
+    plan: Plan, settings: Settings, interpreter: Interpreter, stack: ServingStack, *, slim: bool
+) -> LockRequest:
     index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
     if plan.index_options:
         index = index.with_model_options(*_split_index_options(plan.index_options))
-    requirements = list(plan.requirements())
+    requirements = list(plan.requirements(stack))
     excludes: tuple[str, ...] = ()
     if slim:
         requirements = [r for r in requirements if _name(r) != "mlflow"]
@@ -153,9 +182,11 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
 
     The model is loaded inside the build, before the venv is published to the cache or renamed into place:
     a venv that cannot load the model is never kept, and loading writes the bytecode of exactly the modules
-    MLServer imports (compiling all of a 10,000-file venv took longer than the load itself).
+    the backend's server imports (compiling all of a 10,000-file venv took longer than the load itself).
     """
     settings = prepared.settings
+    backend = prepared.chosen.backend
+    server_lib = settings.server_lib if backend == "mlflow" else None
     installer = make_installer(settings.installer, _tool_cache(settings, cache))
     index = prepared.request.index
 
@@ -165,7 +196,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
             installer.install(path, settings.lock_file, index)
         with step("verify", timings):
             if settings.verify:
-                verify_model(path, settings.model_dir)
+                verify_model(path, settings.model_dir, backend, server_lib)
             else:
                 compile_bytecode(path)
 
@@ -178,7 +209,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
 
     from mlflow_kserve.cache import EnvCache, model_digest
 
-    key = EnvCache.env_key(prepared.lock.text, prepared.interpreter.version, prepared.interpreter.platform)
+    key = EnvCache.env_key(prepared.lock.text, prepared.interpreter.version, prepared.interpreter.platform, backend)
     digest = model_digest(settings.model_dir)
     started = time.monotonic()
     hit = cache.provide_env(key, settings.venv_dir, build)
@@ -196,7 +227,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
         else:
             if hit:
                 with step("verify", timings):
-                    verify_model(settings.venv_dir, settings.model_dir)
+                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
             cache.mark_verified(key, digest)
     return hit
 
@@ -205,7 +236,8 @@ def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
     for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
         path.unlink(missing_ok=True)
-    for leftover in (settings.venv_dir, settings.env_dir / ".venv-build", settings.env_dir / SCRATCH):
+    leftovers = (settings.venv_dir, settings.server_lib, settings.env_dir / ".venv-build", settings.env_dir / SCRATCH)
+    for leftover in leftovers:
         remove(leftover)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
@@ -256,10 +288,6 @@ def _split_index_options(lines: tuple[str, ...]) -> tuple[str | None, tuple[str,
     return index_url, tuple(extras), tuple(links)
 
 
-def _stack_text(plan: Plan) -> str:
-    return " ".join(plan.stack.requirements)
-
-
 def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> dict[str, Any]:
     settings, plan = prepared.settings, prepared.plan
     return {
@@ -269,7 +297,12 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
         "name": settings.name,
         "mlflow_version": plan.mlflow_version,
         "python": {"model": plan.env.python_version, "interpreter": prepared.interpreter.version},
-        "serving_stack": list(plan.stack.requirements),
+        "backend": {
+            "name": prepared.chosen.backend,
+            "requested": settings.backend,
+            "reason": prepared.chosen.reason,
+        },
+        "serving_stack": list(prepared.chosen.stack.requirements),
         "installer": settings.installer,
         "slim": prepared.slim,
         "index": prepared.request.index.describe(),

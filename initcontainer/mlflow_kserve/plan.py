@@ -1,4 +1,5 @@
-"""Step 2: from the fetched model and the operator's settings, the requirement set to resolve."""
+"""Step 2: from the fetched model and the operator's settings, the requirement set to resolve, and the serving
+backends whose table rows fit the model (the lock step picks one: backends.choose)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from mlflow_kserve.backends import Candidates, candidates
 from mlflow_kserve.errors import ConfigError, NotServableError
 from mlflow_kserve.mlmodel import ModelInfo, read_mlmodel
 from mlflow_kserve.policy import apply_policy, check_python
 from mlflow_kserve.requirements import ModelEnv, read_model_env
-from mlflow_kserve.serving_stack import ServingStack, select_stack
+from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
 
 
@@ -25,15 +27,16 @@ class Plan:
     interpreter_python: str
     model_requirements: tuple[str, ...]
     index_options: tuple[str, ...]
-    stack: ServingStack
+    backends: Candidates
     extra_requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     warnings: tuple[str, ...]
     mlflow_version: str
 
-    def requirements(self) -> tuple[str, ...]:
-        """Model + serving stack + operator's extras, textual duplicates dropped, order kept."""
-        return tuple(dict.fromkeys((*self.model_requirements, *self.stack.requirements, *self.extra_requirements)))
+    def requirements(self, stack: ServingStack) -> tuple[str, ...]:
+        """Model + ``stack``'s packages (none for the mlflow backend) + operator's extras, textual duplicates
+        dropped, order kept."""
+        return tuple(dict.fromkeys((*self.model_requirements, *stack.requirements, *self.extra_requirements)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for ``check --json`` and report.json."""
@@ -48,19 +51,22 @@ class Plan:
                 "run_id": self.model.run_id,
                 "model_uuid": self.model.model_uuid,
             },
-            "serving_stack": asdict(self.stack),
+            "backends": {
+                "requested": self.backends.requested,
+                "candidates": [asdict(stack) for stack in self.backends.stacks],
+                "ruled_out": dict(self.backends.ruled_out),
+            },
             "model_requirements": list(self.model_requirements),
             "index_options": list(self.index_options),
             "extra_requirements": list(self.extra_requirements),
             "constraints": list(self.constraints),
-            "requirements": list(self.requirements()),
             "warnings": list(self.warnings),
             "conda_only": list(self.env.conda_only),
         }
 
 
 def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> Plan:
-    """Read the model, apply the policy, choose the serving stack; raises exit 2, 4, 5 or 6 errors."""
+    """Read the model, apply the policy, find the backends that fit; raises exit 2, 4, 5 or 6 errors."""
     extra_requirements = _validated(settings.extra_requirement, "--extra-requirement")
     operator_constraints = _validated(settings.constraint, "--constraint")
     info = read_mlmodel(model_dir)
@@ -76,14 +82,14 @@ def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> P
         requirements = [_pin_mlflow(r, mlflow_version, warnings) for r in requirements]
     else:
         requirements.append(f"mlflow=={mlflow_version}")
-    stack = select_stack(mlflow_version, interpreter_python)
+    backends = candidates(settings.backend, mlflow_version, interpreter_python)
     return Plan(
         model=info,
         env=env,
         interpreter_python=interpreter_python,
         model_requirements=tuple(requirements),
         index_options=policy.index_options,
-        stack=stack,
+        backends=backends,
         extra_requirements=extra_requirements,
         constraints=(*policy.constraints, *operator_constraints),
         warnings=tuple(warnings),

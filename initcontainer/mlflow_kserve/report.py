@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def plan_dict(result: Prepared) -> dict[str, Any]:
-    plan, settings = result.plan, result.settings
+    plan, settings, stack = result.plan, result.settings, result.chosen.stack
     return {
         "model_uri": redact(settings.model_uri),
         "registry": result.pinned.as_dict() if result.pinned else None,
@@ -20,7 +20,13 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
         "mlflow_version": plan.mlflow_version,
         "env_source": plan.env.source,
         "python": {"model": plan.env.python_version, "interpreter": result.interpreter.version},
-        "serving_stack": {"mlflow": plan.stack.mlflow, "requirements": list(plan.stack.requirements)},
+        "backend": {"name": stack.backend, "requested": settings.backend, "reason": result.chosen.reason},
+        "serving_stack": {
+            "backend": stack.backend,
+            "mlflow": stack.mlflow,
+            "python": stack.python,
+            "requirements": list(stack.requirements),
+        },
         "model_requirements": list(plan.model_requirements),
         "extra_requirements": list(plan.extra_requirements),
         "constraints": list(plan.constraints),
@@ -39,14 +45,16 @@ def plan_json(result: Prepared) -> str:
 
 def plan_table(result: Prepared) -> str:
     data = plan_dict(result)
-    python, stack = data["python"], data["serving_stack"]
+    python, backend, stack = data["python"], data["backend"], data["serving_stack"]
     constraints = [f"constraint {c}" for c in data["constraints"]]
     rows = [
         ("model", data["model_uri"]),
         ("name", data["name"]),
         ("MLflow", f"{data['mlflow_version']} (requirements from {data['env_source']})"),
         ("Python", f"model {python['model'] or 'unknown'}, serving {python['interpreter']}"),
-        ("serving stack", " ".join(stack["requirements"]) + f"  (for MLflow {stack['mlflow']})"),
+        ("backend", f"{backend['name']}  ({backend['reason']})"),
+        ("serving stack", (" ".join(stack["requirements"]) or "no package added")
+         + f"  (for MLflow {stack['mlflow']}, Python {stack['python']})"),
         ("model requires", ", ".join(data["model_requirements"]) or "-"),
         ("operator adds", ", ".join(data["extra_requirements"] + constraints) or "-"),
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),

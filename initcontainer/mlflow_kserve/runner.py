@@ -1,8 +1,10 @@
 """``mlflow-kserve run``: the whole pod on one machine. Init into a work dir (the cache there makes the
-second run of a model fast), then MLServer from the model's venv on localhost, V2 REST on --port.
+second run of a model fast), then the server report.json names, from the model's venv on localhost, V2 REST on
+--port: MLServer (`mlserver start`), or the mlflow backend (`python -m mlflow_kserve_server start`, MLflow's own
+scoring server with the V2 routes, from --env-dir/lib on PYTHONPATH).
 
-MLServer exits 0 when the model fails to load; this runner turns that into exit 8. Ctrl-C / SIGTERM stop
-MLServer cleanly.
+A server that exits before the model is ready (MLServer exits 0 when the model fails to load) makes this runner
+exit 8. Ctrl-C / SIGTERM stop the server cleanly.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_kserve import pipeline
+from mlflow_kserve.configure import SERVER_PACKAGE
 from mlflow_kserve.errors import VerifyError
 from mlflow_kserve.logs import get_logger
+from mlflow_kserve.serving_stack import LABELS
 from mlflow_kserve.settings import Settings
 
 READY_TIMEOUT = 600.0
@@ -41,12 +45,20 @@ def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int
         models_dir=str(slot / "models"),
         env_dir=str(slot / "env"),
     )
-    pipeline.init(settings)
-    return serve(settings, slot, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+    report = pipeline.init(settings)
+    backend = report["backend"]["name"]
+    return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
 
 
-def serve(settings: Settings, run_dir: Path, *, port: int, grpc_port: int, metrics_port: int) -> int:
-    """Start MLServer, wait for the model to be ready, serve until stopped. Returns the exit code."""
+def server_command(
+    settings: Settings, backend: str, run_dir: Path, *, port: int, grpc_port: int, metrics_port: int
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start ``backend``'s server from the venv, on 127.0.0.1."""
+    if backend == "mlflow":
+        python = settings.venv_dir / "bin" / "python"
+        cmd = [str(python), "-m", SERVER_PACKAGE, "start", str(settings.models_dir), "--host", "127.0.0.1",
+               "--port", str(port), "--metrics-port", str(metrics_port)]  # fmt: skip
+        return cmd, {**os.environ, "PYTHONPATH": str(settings.server_lib)}
     metrics = run_dir / "metrics"
     metrics.mkdir(parents=True, exist_ok=True)
     env = {
@@ -57,9 +69,15 @@ def serve(settings: Settings, run_dir: Path, *, port: int, grpc_port: int, metri
         "MLSERVER_METRICS_PORT": str(metrics_port),
         "MLSERVER_METRICS_DIR": str(metrics),
     }
-    mlserver = settings.venv_dir / "bin" / "mlserver"
-    log.info("starting MLServer on http://127.0.0.1:%d", port, extra={"step": "serve"})
-    proc = subprocess.Popen([str(mlserver), "start", str(settings.models_dir)], cwd=run_dir, env=env)
+    return [str(settings.venv_dir / "bin" / "mlserver"), "start", str(settings.models_dir)], env
+
+
+def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_port: int, metrics_port: int) -> int:
+    """Start the backend's server, wait for the model to be ready, serve until stopped. Returns the exit code."""
+    cmd, env = server_command(settings, backend, run_dir, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+    server = LABELS[backend]
+    log.info("starting %s on http://127.0.0.1:%d", server, port, extra={"step": "serve", "backend": backend})
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=env)
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -79,15 +97,15 @@ def serve(settings: Settings, run_dir: Path, *, port: int, grpc_port: int, metri
         elif not stopping.is_set():
             code = proc.wait()
             raise VerifyError(
-                f"MLServer exited (code {code}) before model {settings.name!r} was ready",
-                "see MLServer's log above for the load error",
+                f"{server} exited (code {code}) before model {settings.name!r} was ready",
+                f"see {server}'s log above for the load error",
             )
         while proc.poll() is None:
             time.sleep(0.2)
         if stopping.is_set():
             log.info("stopped", extra={"step": "serve"})
             return 0
-        log.error("MLServer exited unexpectedly (code %s)", proc.returncode)
+        log.error("%s exited unexpectedly (code %s)", server, proc.returncode)
         return proc.returncode or 1
     finally:
         for sig, handler in previous.items():

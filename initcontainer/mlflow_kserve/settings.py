@@ -35,6 +35,7 @@ class Settings:
     models_dir: Path = Path("/mnt/models")
     env_dir: Path = Path("/mnt/env")
     name: str = ""
+    backend: Literal["auto", "mlserver", "mlflow"] = "auto"
     cache_dir: Path | None = None
     cache_max_bytes: int | None = None
     serve_from_cache: bool = False
@@ -70,6 +71,11 @@ class Settings:
     @property
     def report_file(self) -> Path:
         return self.env_dir / "report.json"
+
+    @property
+    def server_lib(self) -> Path:
+        """The mlflow backend's V2 server package is copied here (put on PYTHONPATH at start, not installed)."""
+        return self.env_dir / "lib"
 
     @property
     def model_settings_file(self) -> Path:

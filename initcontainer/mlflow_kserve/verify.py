@@ -1,11 +1,11 @@
-"""Step 5: load the model once with the venv's own Python, as MLServer will, so a broken model fails
+"""Step 5: load the model once with the venv's own Python, as the server will, so a broken model fails
 the init container (exit 8) instead of the serving container later.
 
-Two processes run at once, each on its own core: one loads the model (the check), the other imports what
-`mlserver start` and its MLflow runtime import (a second check: the serving stack imports with this MLflow).
-Both write the bytecode of what they import, so MLServer's first start finds it. Measured on the iris venv
-(2 cores): one process doing both took 7.5 s, the model load alone 7.5 s under load and the stack alone 4.0 s,
-so running them side by side takes about as long as the load alone.
+Two processes run at once, each on its own core: one loads the model (the check), the other imports what the
+chosen backend's server imports (a second check: the server imports with this model's packages). Both write the
+bytecode of what they import, so the server's first start finds it. Measured on the iris venv (2 cores, MLServer):
+one process doing both took 7.5 s, the model load alone 7.5 s under load and the stack alone 4.0 s, so running
+them side by side takes about as long as the load alone.
 """
 
 from __future__ import annotations
@@ -25,10 +25,21 @@ import mlflow.pyfunc
 model = mlflow.pyfunc.load_model(sys.argv[1])
 print("loaded", type(model).__name__, flush=True)
 """
-_STACK = """
+# What each backend's server imports before it loads the model.
+_STACK = {
+    "mlserver": """
 import mlserver.cli.main, mlserver.server  # what `mlserver start` imports
 import mlserver_mlflow.runtime  # the runtime that will load the model
-"""
+""",
+    "mlflow": """
+import mlflow.pyfunc.scoring_server, uvicorn  # MLflow's FastAPI app and its server
+import mlflow_kserve_server.app  # the V2 routes (from --env-dir/lib on PYTHONPATH), as `start` imports them
+""",
+}
+_STACK_NAMES = {
+    "mlserver": "the serving stack (MLServer and its MLflow runtime)",
+    "mlflow": "the mlflow backend's server (MLflow's scoring server and the V2 routes)",
+}
 
 _NOISE = re.compile(r"^\s*(warnings\.warn|WARNING|\w*Warning:|\s*$)")
 # Write bytecode for every module loaded: the server container mounts the venv read-only, and MLServer's
@@ -36,13 +47,16 @@ _NOISE = re.compile(r"^\s*(warnings\.warn|WARNING|\w*Warning:|\s*$)")
 _WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
-def verify_model(venv: Path, model_dir: Path, timeout: float = 900) -> None:
-    """Raise VerifyError with the last line of the error when the model or the serving stack does not load."""
+def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | None = None,
+                 timeout: float = 900) -> None:  # fmt: skip
+    """Raise VerifyError with the last line of the error when the model or the backend's server does not
+    load. ``server_lib``: the folder holding mlflow_kserve_server (the mlflow backend)."""
     python = venv / "bin" / "python"
+    stack_env = {**_WRITE_BYTECODE, "PYTHONPATH": str(server_lib)} if server_lib else _WRITE_BYTECODE
     with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd, ThreadPoolExecutor(2) as pool:
         load = pool.submit(procs.run, [python, "-c", _LOAD, model_dir], cwd=Path(cwd), env=_WRITE_BYTECODE,
                            timeout=timeout)  # fmt: skip
-        stack = pool.submit(procs.run, [python, "-c", _STACK], cwd=Path(cwd), env=_WRITE_BYTECODE, timeout=timeout)
+        stack = pool.submit(procs.run, [python, "-c", _STACK[backend]], cwd=Path(cwd), env=stack_env, timeout=timeout)
         loaded, imported = load.result(), stack.result()
     if loaded.returncode != 0:
         raise VerifyError(
@@ -51,8 +65,7 @@ def verify_model(venv: Path, model_dir: Path, timeout: float = 900) -> None:
         )
     if imported.returncode != 0:
         raise VerifyError(
-            f"the serving stack (MLServer and its MLflow runtime) does not import with this model's "
-            f"dependencies: {_last(imported)}",
+            f"{_STACK_NAMES[backend]} does not import with this model's dependencies: {_last(imported)}",
             "pin what conflicts with --constraint (chart: dependencies.constraints); run `mlflow-kserve check`",
         )
 
