@@ -118,6 +118,17 @@ def test_init_env_is_exactly_what_the_cli_reads(scenario: Path) -> None:
     assert settings.cache_dir is None or str(settings.cache_dir) in mounts
 
 
+def test_grpc_port_is_declared_only_when_server_backend_is_mlserver(scenario: Path) -> None:
+    values = yaml.safe_load(scenario.read_text())
+    pod = _pods(render(scenario))[0]
+    ports = {p["name"] for p in pod["containers"][0]["ports"]}
+    backend = values.get("server", {}).get("backend", "auto")
+    serverless = values.get("deploymentMode") == "Serverless"
+    assert ("h2c" in ports) == (backend == "mlserver" and not serverless), (backend, ports)
+    init_env = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
+    assert init_env["MLFLOW_KSERVE_BACKEND"] == backend
+
+
 def test_server_mounts_the_shared_volumes_read_only(scenario: Path) -> None:
     server = _pods(render(scenario))[0]["containers"][0]
     mounts = {m["mountPath"]: m for m in server["volumeMounts"]}

@@ -143,6 +143,8 @@ credentials only through secretKeyRef.
   value: /mnt/models
 - name: MLFLOW_KSERVE_ENV_DIR
   value: /mnt/env
+- name: MLFLOW_KSERVE_BACKEND
+  value: {{ .Values.server.backend | quote }}
 - name: MLFLOW_KSERVE_INSTALLER
   value: {{ $deps.installer | quote }}
 - name: MLFLOW_KSERVE_PYTHON_POLICY
