@@ -117,8 +117,11 @@ def tensor_values(data: Any, datatype: str, shape: list[int], where: str) -> np.
     """``data`` (flat or nested, as V2 allows) as a flat array of ``datatype``, or a V2Error naming the mistake."""
     if not isinstance(data, list):
         data = [data]
+    integers = np.dtype(NUMPY_DTYPES[datatype]).kind in "iu"
     try:
         flat = np.asarray(data, dtype=object if datatype == "BYTES" else None).reshape(-1)
+        if integers and flat.dtype.kind not in "iub":  # e.g. int64 and uint64 values together: NumPy makes floats
+            flat = np.asarray(data, dtype=object).reshape(-1)
     except ValueError:
         raise V2Error(f"{where}: 'data' is a ragged nested list; send it flat, row-major, with 'shape'") from None
     expected = math.prod(shape)
@@ -147,9 +150,9 @@ def _typed(flat: np.ndarray, datatype: str, where: str) -> np.ndarray:
     dtype = np.dtype(NUMPY_DTYPES[datatype])
     if dtype.kind in "iu":
         if kind not in "iu" and flat.size:
-            raise V2Error(f"{where}: {datatype} data must be integers; found {_first_not(flat, int)!r}")
-        if flat.size and kind == "O":  # Python ints beyond int64/uint64
-            raise V2Error(f"{where}: {datatype} data out of range")
+            bad = _first_not(flat, int)
+            if kind != "O" or bad is not None:
+                raise V2Error(f"{where}: {datatype} data must be integers; found {bad!r}")
         info = np.iinfo(dtype)
         if flat.size and (flat.min() < info.min or flat.max() > info.max):
             raise V2Error(f"{where}: {datatype} data out of range [{info.min}, {info.max}]")

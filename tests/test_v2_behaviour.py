@@ -1,0 +1,239 @@
+"""The mlflow backend beside MLServer on a PythonModel built here with the test venv's MLflow (models from code:
+no pickled test classes) and served from the venv `mlflow-kserve init` builds for sklearn-columns (MLflow 3.17,
+MLServer 1.7.1). One model answers in every output kind its ``params`` ask for, so one server start covers:
+request ``parameters`` reaching ``predict(params=...)``, string (BYTES) columns in and out, a dict of arrays,
+the other output kinds, a model raising (500, the worker keeps serving), each bad request (4xx, the server keeps
+serving), versioned routes, MLflow's own routes, two workers and SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from support.cli import wait_ready
+from support.models import CACHE, BuiltModel
+from support.services import free_port, stop
+from support.v2servers import (
+    ModelEnv,
+    init_env,
+    mlflow_backend,
+    mlflow_backend_command,
+    mlflow_backend_env,
+    mlserver,
+    write_model_settings,
+)
+
+NAME, VERSION = "kinds", "3"
+MODEL_CODE = """
+import mlflow
+import numpy as np
+import pandas as pd
+
+
+class Kinds(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        kind, scale = params["kind"], params["scale"]
+        y = model_input["x"].to_numpy(dtype=np.float64) * scale
+        shout = [str(t).upper() for t in model_input["text"]]
+        if kind == "raise":
+            raise ValueError("scale out of range: the model refuses this input")
+        return {
+            "frame": lambda: pd.DataFrame({"y": y, "shout": pd.Series(shout, dtype=object)}),
+            "array": lambda: y,
+            "matrix": lambda: np.arange(6, dtype=np.int32).reshape(2, 3),
+            "bools": lambda: y > 3,
+            "nan": lambda: np.array([np.nan, 1.5]),
+            "dict": lambda: {"y": y, "shout": np.array(shout)},
+            "strings": lambda: shout,
+            "series": lambda: pd.Series(y),
+            "list": lambda: y.tolist(),
+            "scalar": lambda: float(y.sum()),
+            "text": lambda: " ".join(shout),
+        }[kind]()
+
+
+mlflow.models.set_model(Kinds())
+"""
+# Where MLServer 1.7.1 answers 500 (its fallback codec takes only a dict of arrays); ours answers these:
+MLSERVER_FAILS = {
+    "series": [{"name": "output-1", "shape": [3, 1], "datatype": "FP64", "parameters": {"content_type": "np"},
+                "data": [2.0, 4.0, 6.0]}],
+    "list": [{"name": "output-1", "shape": [3, 1], "datatype": "FP64", "parameters": {"content_type": "np"},
+              "data": [2.0, 4.0, 6.0]}],
+    "scalar": [{"name": "output-1", "shape": [1], "datatype": "FP64", "parameters": {"content_type": "np"},
+                "data": [12.0]}],
+    "text": [{"name": "output-1", "shape": [1, 1], "datatype": "BYTES", "parameters": {"content_type": "str"},
+              "data": ["A BÉ C"]}],
+}  # fmt: skip
+ANSWERED_ALIKE = ["frame", "array", "matrix", "bools", "nan", "dict", "strings"]
+
+
+def request(kind: str, **change: Any) -> dict[str, Any]:
+    inputs = [
+        {"name": "x", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]},
+        {"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "bé", "c"]},
+    ]
+    return {"inputs": inputs, "parameters": {"kind": kind, "scale": 2.0}, **change}
+
+
+@pytest.fixture(scope="module")
+def env(models: dict[str, BuiltModel], tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
+    """The kinds model saved with the test venv's MLflow, beside the sklearn-columns venv (MLflow 3.17.2)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    work = tmp_path_factory.mktemp("kinds")
+    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache")
+    code = work / "kinds_model.py"
+    code.write_text(MODEL_CODE)
+    example = pd.DataFrame({"x": [1.0, 2.0], "text": ["a", "b"]})
+    signature = infer_signature(
+        example, pd.DataFrame({"y": [1.0], "shout": ["A"]}), params={"kind": "frame", "scale": 1.0}
+    )
+    mlflow.pyfunc.save_model(work / "model", python_model=str(code), signature=signature,
+                             pip_requirements=[f"mlflow=={mlflow.__version__}"])  # fmt: skip
+    write_model_settings(work / "models", NAME, work / "model", VERSION)
+    return ModelEnv(NAME, columns.python, work / "models")
+
+
+@pytest.fixture(scope="module")
+def both(env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    logs = tmp_path_factory.mktemp("logs")
+    with (
+        mlserver(env, logs / "mlserver.log") as theirs,
+        mlflow_backend(env, logs / "ours.log", "--max-request-bytes", "4096") as ours,
+    ):
+        yield ours, theirs
+    assert ours.proc.returncode == 0, "SIGTERM: graceful stop, exit 0"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", ANSWERED_ALIKE)
+def test_each_output_kind_is_answered_exactly_like_mlserver(kind: str, both: tuple[Any, Any]) -> None:
+    ours, theirs = both
+    mine, reference = ours.infer(NAME, request(kind)), theirs.infer(NAME, request(kind))
+    assert mine.status_code == reference.status_code == 200, (mine.text, reference.text)
+    for field in ("outputs", "model_name", "model_version", "parameters"):
+        assert mine.json()[field] == reference.json()[field], field
+    if kind in ("frame", "array", "dict"):
+        assert mine.json()["outputs"][0]["data"] == [2.0, 4.0, 6.0], "params.scale reached predict"
+    if kind in ("frame", "dict", "strings"):
+        shout = next(o for o in mine.json()["outputs"] if o["datatype"] == "BYTES")
+        assert shout["data"] == ["A", "BÉ", "C"], "UTF-8 strings in and out"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", list(MLSERVER_FAILS))
+def test_what_mlserver_cannot_encode_gets_an_answer(kind: str, both: tuple[Any, Any]) -> None:
+    ours, theirs = both
+    mine, reference = ours.infer(NAME, request(kind)), theirs.infer(NAME, request(kind))
+    assert reference.status_code == 500, reference.text
+    assert mine.status_code == 200 and mine.json()["outputs"] == MLSERVER_FAILS[kind]
+
+
+@pytest.mark.e2e
+def test_an_exception_in_the_model_is_a_500_with_its_text_and_the_server_goes_on(both: tuple[Any, Any]) -> None:
+    ours, theirs = both
+    for _ in range(3):
+        failed = ours.infer(NAME, request("raise"))
+        assert failed.status_code == 500 == theirs.infer(NAME, request("raise")).status_code
+        assert "scale out of range: the model refuses this input" in failed.json()["error"]
+        assert ours.infer(NAME, request("array")).status_code == 200
+
+
+BAD_REQUESTS = [
+    ("unknown input", request("array", inputs=[*request("array")["inputs"], {"name": "z", "shape": [3],
+     "datatype": "FP64", "data": [1, 2, 3]}]), 400, "unknown input 'z'"),
+    ("missing input", request("array", inputs=request("array")["inputs"][:1]), 400, "missing inputs"),
+    ("wrong shape", request("array", inputs=[{**request("array")["inputs"][0], "shape": [4]},
+     request("array")["inputs"][1]]), 400, "shape [4] needs 4"),
+    ("wrong datatype", request("array", inputs=[{**request("array")["inputs"][0], "datatype": "BYTES",
+     "data": ["1", "2", "3"]}, request("array")["inputs"][1]]), 400, "x"),
+    ("data not matching datatype", request("array", inputs=[{**request("array")["inputs"][0],
+     "data": [1, "two", 3]}, request("array")["inputs"][1]]), 400, "FP64 data must be numbers"),
+    ("a param of the wrong type", request("array", parameters={"kind": "array", "scale": "big"}), 400, "scale"),
+    ("malformed JSON", b'{"inputs": [', 400, "not valid JSON"),
+    ("no inputs", {"parameters": {}}, 400, "needs 'inputs'"),
+    ("body over the size limit", request("array", pad="x" * 5000), 413, "over 4096 bytes"),
+]  # fmt: skip
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "payload", "status", "message"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_a_bad_request_gets_a_v2_error_and_the_server_goes_on(
+    case: str, payload: Any, status: int, message: str, both: tuple[Any, Any]
+) -> None:
+    ours, _ = both
+    answer = ours.infer(NAME, payload)
+    assert answer.status_code == status, answer.text
+    assert set(answer.json()) == {"error"} and message in answer.json()["error"]
+    assert ours.infer(NAME, request("array")).json()["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+
+
+@pytest.mark.e2e
+def test_v2_routes_answer_like_mlserver_and_mlflows_own_routes_stay(both: tuple[Any, Any]) -> None:
+    ours, theirs = both
+
+    def get(server: Any, path: str) -> requests.Response:
+        return requests.get(server.url + path, timeout=30)
+
+    paths = ["/v2/health/live", "/v2/health/ready", f"/v2/models/{NAME}/ready", "/v2/models/nope",
+             f"/v2/models/{NAME}/versions/{VERSION}/ready", "/v2/models/nope/ready",
+             f"/v2/models/{NAME}/versions/9/ready", f"/v2/models/{NAME}/versions/9"]  # fmt: skip
+    for path in paths:
+        mine, reference = get(ours, path), get(theirs, path)
+        assert mine.status_code == reference.status_code, path
+        assert mine.content == reference.content, path
+    versioned = ours.infer(NAME, request("array"), version=VERSION)
+    assert versioned.status_code == 200 and versioned.json()["model_version"] == VERSION
+    assert ours.infer(NAME, request("array"), version="9").json() == {"error": f"Model {NAME} with version 9 not found"}
+    metadata = get(ours, f"/v2/models/{NAME}").json()
+    assert [(t["name"], t["datatype"]) for t in metadata["inputs"]] == [("x", "FP64"), ("text", "BYTES")]
+    assert metadata["parameters"] == {"content_type": "pd"}
+    assert get(ours, "/v2").json()["name"] == "mlflow"
+    assert get(ours, "/ping").status_code == 200 and get(ours, "/version").text.startswith("3.")
+    invocation = requests.post(
+        ours.url + "/invocations",
+        json={"dataframe_split": {"columns": ["x", "text"], "data": [[1.0, "a"]]}, "params": {"kind": "array"}},
+        timeout=60,
+    )
+    assert invocation.status_code == 200 and invocation.json() == {"predictions": [1.0]}
+
+
+@pytest.mark.e2e
+def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEnv, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "workers.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(mlflow_backend_command(env, port, "--workers", "2"), env=mlflow_backend_env(),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_ready(proc, f"http://127.0.0.1:{port}/v2/models/{NAME}", 600, log.read_text)
+            for _ in range(10):
+                answer = requests.post(f"http://127.0.0.1:{port}/v2/models/{NAME}/infer", json=request("array"),
+                                       timeout=60)  # fmt: skip
+                assert answer.json()["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+            assert _ready_line(log, "2 workers"), log.read_text()
+            workers = _children(proc.pid)
+            assert len(workers) == 2, workers
+        finally:
+            stop(proc, signal.SIGTERM, 90)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert log.read_text().count(f"model {NAME} loaded in") == 2
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "no worker outlives the server"
+
+
+def _ready_line(log: Path, text: str) -> bool:
+    return any("ready in" in line and text in line for line in log.read_text().splitlines())
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children), not multiprocessing's resource tracker."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
