@@ -5,7 +5,11 @@ init container → MLServer → V2 requests with a real V2 client, compared with
 
 Scenarios: (1) sklearn MLflow 3.x model from S3; (2) a model needing a package outside the serving stack;
 (3) a forbidden requirement line: the init container exits 5 and the server never starts; (4) scenario 1's
-pod twice with the cache volume mounted: both init durations. Exits non-zero if any scenario fails.
+pod twice with the cache volume mounted: both init durations; (5) a model logged from a uv project (protobuf 7
+pinned): auto chooses the mlflow backend; (6) a model logged on Python 3.13, in the pod of the 3.13 images: auto
+chooses the mlflow backend (MLServer supports Python < 3.13). Every served scenario checks the backend report.json
+names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON_VERSIONS). Exits non-zero if any
+scenario fails.
 E2E_SCENARIOS="1 3" runs only the scenarios with those numbers; E2E_CHART renders another chart (a packaged
 .tgz, e.g. a released one) instead of charts/mlflow-kserve.
 """
@@ -47,6 +51,9 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     if check and proc.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)}: {proc.stderr[-2000:]}")
     return proc
+
+
+PYTHONS = os.environ.get("E2E_PYTHON_VERSIONS", "3.11").split()
 
 
 def render(uri: str, endpoint: str, extra: list[str]) -> dict[str, Any]:
@@ -136,26 +143,35 @@ def main() -> int:
         print(f"  - {path}: {reason}")
     with moto_s3() as s3:
         endpoint = s3.endpoint.replace("127.0.0.1", "10.0.2.2")
-        columns, extra_dep = build("sklearn-columns"), build("custom-extra-dep")
+        columns, extra_dep, uv_model = build("sklearn-columns"), build("custom-extra-dep"), build("uv-project")
+        py313 = build("sklearn-py313") if "3.13" in PYTHONS else None
         forbidden = variants.with_requirement_lines(columns.path, work / "forbidden",
                                                     "--extra-index-url https://pypi.example.org/simple")  # fmt: skip
         uris = {
             "columns": s3.upload_dir(columns.path, "e2e/sklearn-columns"),
             "extra": s3.upload_dir(extra_dep.path, "e2e/custom-extra-dep"),
             "forbidden": s3.upload_dir(forbidden, "e2e/forbidden"),
+            "uv": s3.upload_dir(uv_model.path, "e2e/uv-project"),
         }
+        if py313:
+            uris["py313"] = s3.upload_dir(py313.path, "e2e/sklearn-py313")
         cache_dir = work / "cache"
         cache_dir.mkdir()
         os.chmod(cache_dir, 0o777)
         cache = ["--set", "cache.enabled=true", "--set", "cache.type=hostPath", "--set", f"cache.hostPath={cache_dir}"]
-        scenarios = [
-            ("1 sklearn MLflow 3.x from S3", uris["columns"], [], columns.expected, 0),
-            ("2 package outside the serving stack", uris["extra"], [], extra_dep.expected, 0),
-            ("3 forbidden requirement line", uris["forbidden"], [], None, 5),
-            ("4a cache volume, first start", uris["columns"], cache, columns.expected, 0),
-            ("4b cache volume, second start", uris["columns"], cache, columns.expected, 0),
+        scenarios = [  # title, uri, chart flags, expected answer, init exit code, backend auto must choose
+            ("1 sklearn MLflow 3.x from S3", uris["columns"], [], columns.expected, 0, "mlserver"),
+            ("2 package outside the serving stack", uris["extra"], [], extra_dep.expected, 0, "mlserver"),
+            ("3 forbidden requirement line", uris["forbidden"], [], None, 5, None),
+            ("4a cache volume, first start", uris["columns"], cache, columns.expected, 0, "mlserver"),
+            ("4b cache volume, second start", uris["columns"], cache, columns.expected, 0, "mlserver"),
+            ("5 uv project, protobuf 7 (auto)", uris["uv"], [], uv_model.expected, 0, "mlflow"),
         ]
-        for title, uri, extra, expected, want_code in scenarios:
+        if py313:
+            py313_flags = ["--set", "pythonVersion=3.13"]
+            scenarios.append(("6 Python 3.13 model, 3.13 images (auto)", uris["py313"], py313_flags, py313.expected,
+                              0, "mlflow"))  # fmt: skip
+        for title, uri, extra, expected, want_code, backend in scenarios:
             if SCENARIOS and title.split()[0].rstrip("ab") not in SCENARIOS:
                 continue
             row: dict[str, Any] = {"scenario": title}
@@ -179,9 +195,10 @@ def main() -> int:
                     row["init s"] = facts.get("seconds", {}).get("total")
                     row["cache hit"] = facts.get("cache", {}).get("hit")
                     row["init steps"] = facts.get("seconds")
+                    row["backend"] = facts.get("backend", {}).get("name")
                     request, answer = v2_infer(expected)
                     row["request"], row["answer"], row["local predict"] = request, answer, expected["output"]
-                    ok = bool(facts) and np.allclose(answer, expected["output"])
+                    ok = bool(facts) and np.allclose(answer, expected["output"]) and row["backend"] == backend
                 row["result"] = "PASS" if ok else "FAIL"
             except Exception as exc:  # a scenario's failure is reported, the others still run
                 row["result"], row["error"] = "FAIL", f"{type(exc).__name__}: {exc}"[-1500:]
@@ -191,11 +208,12 @@ def main() -> int:
             print(json.dumps(row, default=str))
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
-    print("\n| scenario | image build s (init+server) | init exit | init s | cache hit | ready s | result |")
+    print(f"\nimage build s (init+server): {build_s}")
+    print("\n| scenario | backend | init exit | init s | cache hit | ready s | result |")
     print("|---|---|---|---|---|---|---|")
     for row in results:
-        cells = [row["scenario"], build_s, row.get("init exit"), row.get("init s"), row.get("cache hit", "-"),
-                 row.get("ready s", "-"), row["result"]]  # fmt: skip
+        cells = [row["scenario"], row.get("backend", "-"), row.get("init exit"), row.get("init s"),
+                 row.get("cache hit", "-"), row.get("ready s", "-"), row["result"]]  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
     failed = [r for r in results if r["result"] != "PASS"]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")

@@ -21,6 +21,7 @@ in that S3) on 127.0.0.1, and MLflow models built in venvs with their own MLflow
 - ``registry_models`` (session) -> dict[str, str]: name -> "models:/<name>@champion" (logged as a run's
   artifacts, registered as version 1, alias ``champion``).
 - ``cli_env`` (session) -> dict[str, str]: os.environ + S3 + registry env, for running the CLI as a subprocess.
+- ``env`` (session) -> dict[str, str]: os.environ + S3 env only (no registry to start).
 - ``shared_cache`` (session) -> Path: one --cache-dir for the whole run, so each environment is built once.
 
 More in tests/support: variants.py (broken copies of a model: no MLmodel, no python_function flavor, extra
@@ -69,6 +70,12 @@ def registry_models(registry: Registry, s3: S3, models: dict[str, BuiltModel]) -
 @pytest.fixture(scope="session")
 def cli_env(s3: S3, registry: Registry) -> dict[str, str]:
     return {**os.environ, **s3.env, **registry.env}
+
+
+@pytest.fixture(scope="session")
+def env(s3: S3) -> dict[str, str]:
+    """os.environ + the S3 server's env, for running the CLI without the registry (cli_env starts it too)."""
+    return {**os.environ, **s3.env}
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,12 @@
 """Real MLflow models for the tests, each built by build_model.py inside a venv with the MLflow and library
-versions it is meant to have been logged with. Built once and kept in .cache/test-models (keyed by the build
-script and the pins), so a rerun costs nothing; a file lock makes concurrent test processes build once."""
+versions (and the Python) it is meant to have been logged with. Built once and kept in .cache/test-models (keyed
+by the build script, the pins and the Python), so a rerun costs nothing; a file lock makes concurrent test
+processes build once.
+
+Besides the session's models (MODELS, built by ``build_all``), two are built on demand with ``build(name)``:
+``sklearn-py313`` / ``sklearn-py310``, logged on that Python (found by ``find_python``: the tests skip, naming
+it, where the machine has none), and ``uv-project``, logged with ``uv run`` from a real uv project (``uv init``,
+``uv add mlflow scikit-learn protobuf``): MLflow >= 3.11 writes the project's exported lock as requirements.txt."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 from mlflow_kserve.tools import uv_binary
 
@@ -42,12 +49,18 @@ BUILDERS: dict[str, tuple[str, ...]] = {
         "cloudpickle",
         "setuptools<82",
     ),
+    # on other Pythons (BUILDER_PYTHONS): the newest pins that install there
+    "mlflow3-py313": ("mlflow==3.17.2", "scikit-learn==1.9.1", "numpy==2.5.5", "cloudpickle"),
+    "mlflow3-py310": ("mlflow==3.17.2", "scikit-learn==1.7.2", "numpy==2.2.6", "pandas==2.3.3", "cloudpickle"),
 }
+BUILDER_PYTHONS = {"mlflow3-py313": "3.13", "mlflow3-py310": "3.10"}
+# `uv add` in the uv project: protobuf 7 is what MLServer 1.7.1 refuses (protobuf<7)
+UV_PROJECT_ADDS = ("mlflow==3.17.2", "scikit-learn==1.9.1", "protobuf==7.36.2")
 
 
 @dataclass(frozen=True)
 class Spec:
-    builder: str
+    builder: str  # a BUILDERS key, or "uv-project"
     kind: str  # a KINDS key of build_model.py
 
 
@@ -65,6 +78,14 @@ MODELS: dict[str, Spec] = {
     # loads nowhere: its load_context raises
     "loader-raises": Spec("mlflow3", "loader-raises"),
 }
+# Built on demand (build(name)), not by build_all: they need another Python, or uv and time.
+ON_DEMAND: dict[str, Spec] = {
+    # logged on Python 3.13: numpy 2.5 needs Python >= 3.12, MLServer needs < 3.13
+    "sklearn-py313": Spec("mlflow3-py313", "sklearn-columns"),
+    "sklearn-py310": Spec("mlflow3-py310", "sklearn-columns"),
+    # logged from a uv project: requirements.txt is its exported lock, protobuf 7 pinned
+    "uv-project": Spec("uv-project", "sklearn-columns"),
+}
 
 
 @dataclass(frozen=True)
@@ -78,13 +99,33 @@ def _python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
+def find_python(minor: str) -> str | None:
+    """An interpreter of Python ``minor`` ("3.13"): under pyenv's root, else on PATH (not a pyenv shim, which
+    fails unless that version is selected); None when absent."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = sorted(root.glob(f"versions/{minor}.*/bin/python{minor}"), reverse=True)
+    if candidates:
+        return str(candidates[0])
+    found = shutil.which(f"python{minor}")
+    return found if found and "/shims/" not in found else None
+
+
+def require_python(minor: str) -> str:
+    """find_python(minor), or skip the test saying which interpreter is missing."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip(f"no Python {minor} on this machine (not on PATH as python{minor}, nor under pyenv's versions/)")
+    return python
+
+
 def builder_python(name: str) -> Path:
-    venv = CACHE / "venvs" / f"{name}-{_digest(BUILDERS[name])}"
+    interpreter = require_python(BUILDER_PYTHONS[name]) if name in BUILDER_PYTHONS else _python()
+    venv = CACHE / "venvs" / f"{name}-{_digest((*BUILDERS[name], *_python_part(name)))}"
     python = venv / "bin" / "python"
     with FileLock(str(venv) + ".lock"):
         if not (venv / ".complete").exists():
             shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([uv_binary(), "venv", "-q", "--python", _python(), venv], check=True)
+            subprocess.run([uv_binary(), "venv", "-q", "--python", interpreter, venv], check=True)
             subprocess.run(
                 [uv_binary(), "pip", "install", "-q", "--python", python, *BUILDERS[name]], check=True, timeout=900
             )
@@ -93,21 +134,36 @@ def builder_python(name: str) -> Path:
 
 
 def build(name: str) -> BuiltModel:
-    spec = MODELS[name]
-    key = _digest((BUILD_SCRIPT.read_text(), spec.kind, *BUILDERS[spec.builder]))
+    spec = MODELS.get(name) or ON_DEMAND[name]
+    pins = UV_PROJECT_ADDS if spec.builder == "uv-project" else BUILDERS[spec.builder]
+    key = _digest((BUILD_SCRIPT.read_text(), spec.kind, *pins, *_python_part(spec.builder)))
     home = CACHE / "test-models" / f"{name}-{key}"
     model, expected = home / "model", home / "expected.json"
     with FileLock(str(home) + ".lock"):
         if not expected.exists():
             shutil.rmtree(home, ignore_errors=True)
             home.mkdir(parents=True)
-            python = builder_python(spec.builder)
-            subprocess.run(
-                [python, BUILD_SCRIPT, spec.kind, model, expected.with_suffix(".tmp")],
-                check=True, timeout=600, cwd=home,
-            )  # fmt: skip
+            args = [BUILD_SCRIPT, spec.kind, model, expected.with_suffix(".tmp")]
+            if spec.builder == "uv-project":
+                _log_from_uv_project(home / "project", args)
+            else:
+                subprocess.run([builder_python(spec.builder), *args], check=True, timeout=600, cwd=home)
             expected.with_suffix(".tmp").rename(expected)
     return BuiltModel(name, model, json.loads(expected.read_text()))
+
+
+def _log_from_uv_project(project: Path, args: list[Path | str]) -> None:
+    """What a uv user does: `uv init`, `uv add mlflow scikit-learn protobuf`, then log the model with `uv run`
+    from the project folder, where MLflow finds uv.lock and exports it (uv must be on PATH for MLflow)."""
+    uv = uv_binary()
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("VIRTUAL_ENV", None)
+    run = {"check": True, "timeout": 900, "cwd": project, "env": env}
+    project.mkdir(parents=True)
+    subprocess.run([uv, "init", "-q", "--app", "--no-workspace", "--vcs", "none", "--python", _python(),
+                    "--name", "iris-uv"], **run)  # fmt: skip
+    subprocess.run([uv, "add", "-q", *UV_PROJECT_ADDS], **run)
+    subprocess.run([uv, "run", "-q", "python", *map(str, args)], **run)
 
 
 def build_all(names: list[str] | None = None) -> dict[str, BuiltModel]:
@@ -116,6 +172,11 @@ def build_all(names: list[str] | None = None) -> dict[str, BuiltModel]:
     uv_binary()  # first call initialises sysconfig, which is not thread-safe
     with ThreadPoolExecutor(max_workers=len(BUILDERS)) as pool:
         return dict(zip(names, pool.map(build, names), strict=True))
+
+
+def _python_part(builder: str) -> tuple[str, ...]:
+    """The builder's Python in its keys, only where it is not the default (the keys of the others stay)."""
+    return (BUILDER_PYTHONS[builder],) if builder in BUILDER_PYTHONS else ()
 
 
 def _digest(parts: tuple[str, ...]) -> str:

@@ -1,0 +1,92 @@
+"""Python 3.10–3.13: venvs built with the machine's other interpreters (--python; found under pyenv or on PATH,
+skipped naming the interpreter where absent), served by `mlflow-kserve run`, and auto's choice on each: MLServer
+on 3.10 and 3.12, the mlflow backend on 3.13 (MLServer supports Python < 3.13) for a model logged on 3.13."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.cli import last_error, mlflow_kserve, report, served, v2_request
+from support.models import BuiltModel, build, require_python
+from support.services import free_port
+
+# (Python minor, model, backend auto takes)
+SERVED = [("3.10", "sklearn-py310", "mlserver"), ("3.12", "sklearn-columns", "mlserver"),
+          ("3.13", "sklearn-py313", "mlflow")]  # fmt: skip
+
+
+def _model(name: str, models: dict[str, BuiltModel]) -> BuiltModel:
+    return models[name] if name in models else build(name)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("minor", "name", "backend"), SERVED, ids=[f"py{m}" for m, _, _ in SERVED])
+def test_run_serves_on_each_python_through_auto(
+    minor: str,
+    name: str,
+    backend: str,
+    models: dict[str, BuiltModel],
+    env: dict[str, str],
+    shared_cache: Path,
+    tmp_path: Path,
+) -> None:
+    python = require_python(minor)
+    model = _model(name, models)
+    args = ["--model-uri", str(model.path), "--python", python, "--work-dir", str(tmp_path / "work"),
+            "--cache-dir", str(shared_cache)]  # fmt: skip
+    with served(args, env, free_port(), name, tmp_path / "run.log") as server:
+        answer = server.infer(v2_request(model.expected))
+        facts = report(next((tmp_path / "work" / "models").glob("*/env")))
+    assert answer["outputs"][0]["data"] == pytest.approx(model.expected["output"])
+    assert facts["python"]["interpreter"].startswith(f"{minor}.")
+    assert facts["backend"]["name"] == backend
+    if backend == "mlflow":
+        assert facts["backend"]["reason"].startswith(
+            f"auto: not MLServer: MLServer supports Python >=3.9,<3.13, the serving interpreter is {minor}."
+        )
+        assert facts["serving_stack"] == [] and "mlserver" not in facts["packages"]
+    else:
+        assert facts["packages"]["mlserver"] == "1.7.1"
+
+
+def test_the_313_model_was_logged_on_313() -> None:
+    require_python("3.13")
+    model = build("sklearn-py313")
+    assert (model.path / "python_env.yaml").read_text().startswith("python: 3.13.")
+
+
+def test_backend_mlserver_on_313_exits_6_naming_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
+    python = require_python("3.13")
+    model = build("sklearn-py313")
+    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--backend", "mlserver",
+                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    assert proc.returncode == 6, proc.stderr
+    message = last_error(proc)
+    assert "--backend mlserver: MLServer supports Python >=3.9,<3.13, the serving interpreter is 3.13." in message
+    assert "--backend mlflow serves models of MLflow >= 2.21" in message
+
+
+def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], tmp_path: Path) -> None:
+    """Its numpy pin needs Python >= 3.12: neither backend resolves on 3.11, and the message says why for each."""
+    python = require_python("3.11")
+    model = build("sklearn-py313")
+    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--json",
+                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    assert proc.returncode == 6, proc.stderr
+    message = last_error(proc)
+    assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message
+    assert "MLflow's scoring server: the model's own requirements cannot be resolved (uv): " in message
+    assert "numpy" in message and not proc.stdout.strip(), "no plan printed"
+
+
+def test_check_on_313_plans_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
+    python = require_python("3.13")
+    model = build("sklearn-py313")
+    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--json",
+                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["backend"]["name"] == "mlflow" and plan["serving_stack"]["requirements"] == []
+    assert plan["packages"]["numpy"] == "2.5.5"
