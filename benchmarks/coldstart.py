@@ -10,6 +10,11 @@ on the same model in one run. Prints a markdown table; ratios are of this run on
 (e) `mlflow-kserve run` until /v2/models/<name>/ready, cold and warm
 ref: raw `uv pip install` of the same lock into a fresh venv, uv cache empty (the floor for a cold install)
 ref-ready: that venv served by `mlserver start` until ready: a hand-rolled uv image, to compare with (e-cold)
+
+Backends (a second table; ``--backends-only`` runs just this): for each of ``--backend mlserver`` and
+``--backend mlflow`` on the same model, `mlflow-kserve run` cold (empty work dir) and warm (same work dir): init
+seconds (report.json), seconds to /v2/models/<name>/ready, the server's RSS once ready (its process tree), and
+p50/p99 latency of 1,000 identical V2 requests (examples/iris/request.json, one keep-alive connection).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -70,6 +78,105 @@ def run_to_ready(model: Path, work: Path, port: int) -> float:
     )  # fmt: skip
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and every descendant (MLServer runs its model in worker processes)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(ln.split()[1]) * 1024 for ln in status.splitlines() if ln.startswith("VmRSS:")), 0)
+    return total
+
+
+def serve_measured(model: Path, work: Path, port: int, backend: str, n: int) -> dict[str, float]:
+    """`mlflow-kserve run --backend B` until ready; then the server's RSS and the latency of ``n`` requests."""
+    cmd = [
+        BIN / "mlflow-kserve",
+        "run",
+        "--model-uri",
+        model,
+        "--name",
+        "bench",
+        "--work-dir",
+        work,
+        "--backend",
+        backend,
+        "--port",
+        str(port),
+        "--grpc-port",
+        str(port + 1),
+        "--metrics-port",
+        str(port + 2),
+    ]
+    start = time.monotonic()
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v2/models/bench"
+    try:
+        while True:
+            try:
+                if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"run --backend {backend} exited {proc.returncode}")
+            time.sleep(0.1)
+        ready = time.monotonic() - start
+        rss = sum(tree_rss(int(c)) for c in _children(proc.pid))  # the server's tree, not the `run` watching it
+        body = json.loads((ROOT / "examples" / "iris" / "request.json").read_text())
+        latencies = []
+        with requests.Session() as session:
+            for _ in range(n):
+                sent = time.perf_counter()
+                response = session.post(f"{url}/infer", json=body, timeout=30)
+                latencies.append(time.perf_counter() - sent)
+                response.raise_for_status()
+        latencies.sort()
+        facts = json.loads(next(work.glob("models/*/env/report.json")).read_text())
+        return {"ready": ready, "rss_mb": rss / 1e6, "p50_ms": statistics.median(latencies) * 1000,
+                "p99_ms": latencies[int(0.99 * (n - 1))] * 1000, "init": facts["seconds"]["total"],
+                "venv_mb": facts["bytes"]["venv"] / 1e6, "packages": len(facts["packages"])}  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+def backends_table(model: Path, work: Path, n: int = 1000) -> None:
+    """Both backends on the same model, one run: cold and warm `run`, RSS and latency once warm."""
+    rows = []
+    for index, backend in enumerate(("mlserver", "mlflow")):
+        home = work / f"backend-{backend}"
+        cold = serve_measured(model, home, 18740 + 10 * index, backend, 10)
+        warm = serve_measured(model, home, 18760 + 10 * index, backend, n)
+        rows.append((backend, cold, warm))
+    print(f"\nBackends on the same model, one run; latency of {n} identical V2 requests after the warm start\n")
+    print("| backend | packages | venv MB | init cold s | init warm s | ready cold s | ready warm s | server RSS MB "
+          "| p50 ms | p99 ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for backend, cold, warm in rows:
+        print(f"| {backend} | {cold['packages']} | {cold['venv_mb']:.0f} | {cold['init']:.1f} | {warm['init']:.1f} "
+              f"| {cold['ready']:.1f} | {warm['ready']:.1f} | {warm['rss_mb']:.0f} | {warm['p50_ms']:.1f} "
+              f"| {warm['p99_ms']:.1f} |")  # fmt: skip
+
+
 def mlserver_env(port: int, work: Path) -> dict[str, str]:
     return {"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(port + 1),
             "MLSERVER_METRICS_PORT": str(port + 2), "MLSERVER_METRICS_DIR": str(work)}  # fmt: skip
@@ -79,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, help="an MLflow model dir (default: train examples/iris)")
     parser.add_argument("--skip-pip", action="store_true", help="skip (a), the slow hand-made pip install")
+    parser.add_argument("--backends-only", action="store_true", help="only the table of the two backends")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     model = args.model
@@ -86,6 +194,10 @@ def main() -> None:
         model = work / "iris-model"
         subprocess.run([sys.executable, ROOT / "examples" / "iris" / "train.py", model], check=True,
                        capture_output=True)  # fmt: skip
+    if args.backends_only:
+        backends_table(model, work)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     python = getattr(sys, "_base_executable", sys.executable)
     nocache = {"UV_CACHE_DIR": str(work / "uv-empty")}
     times: dict[str, float | None] = {}
@@ -176,6 +288,7 @@ def main() -> None:
         vs_a = f"{times['a'] / value:.1f}x faster" if times.get("a") and key != "a" else ""
         vs_uv = f"{value / times['ref']:.2f}x" if times.get("ref") else ""
         print(f"| {key} | {what} | {value:.1f} | {vs_a} | {vs_uv} | {notes.get(key, '')} |")
+    backends_table(model, work)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -21,6 +21,13 @@ def _model(name: str, models: dict[str, BuiltModel]) -> BuiltModel:
     return models[name] if name in models else build(name)
 
 
+def _check_313_model(python: str, env: dict[str, str], tmp_path: Path, *extra: str):
+    """`check` of the model logged on 3.13, with the venv interpreter ``python``."""
+    model = build("sklearn-py313")
+    return mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, *extra,
+                         "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize(("minor", "name", "backend"), SERVED, ids=[f"py{m}" for m, _, _ in SERVED])
 def test_run_serves_on_each_python_through_auto(
@@ -58,10 +65,7 @@ def test_the_313_model_was_logged_on_313() -> None:
 
 
 def test_backend_mlserver_on_313_exits_6_naming_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
-    python = require_python("3.13")
-    model = build("sklearn-py313")
-    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--backend", "mlserver",
-                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    proc = _check_313_model(require_python("3.13"), env, tmp_path, "--backend", "mlserver")
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
     assert "--backend mlserver: MLServer supports Python >=3.9,<3.13, the serving interpreter is 3.13." in message
@@ -70,10 +74,7 @@ def test_backend_mlserver_on_313_exits_6_naming_the_mlflow_backend(env: dict[str
 
 def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], tmp_path: Path) -> None:
     """Its numpy pin needs Python >= 3.12: neither backend resolves on 3.11, and the message says why for each."""
-    python = require_python("3.11")
-    model = build("sklearn-py313")
-    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--json",
-                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    proc = _check_313_model(require_python("3.11"), env, tmp_path, "--json")
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
     assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message
@@ -82,10 +83,7 @@ def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], t
 
 
 def test_check_on_313_plans_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
-    python = require_python("3.13")
-    model = build("sklearn-py313")
-    proc = mlflow_kserve(["check", "--model-uri", str(model.path), "--python", python, "--json",
-                          "--models-dir", str(tmp_path / "m"), "--env-dir", str(tmp_path / "e")], env)  # fmt: skip
+    proc = _check_313_model(require_python("3.13"), env, tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["backend"]["name"] == "mlflow" and plan["serving_stack"]["requirements"] == []
