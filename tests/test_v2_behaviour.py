@@ -7,8 +7,10 @@ serving), versioned routes, MLflow's own routes, two workers and SIGTERM."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,8 +213,9 @@ def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEn
     port = free_port()
     log = tmp_path / "workers.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(mlflow_backend_command(env, port, "--workers", "2"), env=mlflow_backend_env(),
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        command = mlflow_backend_command(env, port, "--workers", "2")
+        proc = subprocess.Popen(command, env=mlflow_backend_env(), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
         try:
             wait_ready(proc, f"http://127.0.0.1:{port}/v2/models/{NAME}", 600, log.read_text)
             for _ in range(10):
@@ -222,11 +225,40 @@ def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEn
             assert _ready_line(log, "2 workers"), log.read_text()
             workers = _children(proc.pid)
             assert len(workers) == 2, workers
+            assert _metric(log, "model_infer_request_success_total") == 10.0, "both workers' counts, summed"
         finally:
             stop(proc, signal.SIGTERM, 90)
     assert proc.returncode == 0, log.read_text()[-3000:]
     assert log.read_text().count(f"model {NAME} loaded in") == 2
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "no worker outlives the server"
+
+
+@pytest.mark.e2e
+def test_metrics_count_inferences_when_the_venv_has_prometheus_client(both: tuple[Any, Any]) -> None:
+    ours, _ = both
+    before = _metric(ours.log, "model_infer_request_success_total")
+    ours.infer(NAME, request("array"))
+    assert _metric(ours.log, "model_infer_request_success_total") == before + 1
+
+
+@pytest.mark.e2e
+def test_no_metrics_port_without_prometheus_client_in_the_venv(env: ModelEnv, tmp_path: Path) -> None:
+    """The test venv (MLflow 3.17, no prometheus_client) as the model's venv: the server says so and serves."""
+    import importlib.util
+
+    assert importlib.util.find_spec("prometheus_client") is None
+    bare = ModelEnv(NAME, Path(sys.executable), env.models_dir)
+    with mlflow_backend(bare, tmp_path / "bare.log") as ours:
+        assert ours.infer(NAME, request("array")).status_code == 200
+        assert "no metrics port: the model's venv has no prometheus_client" in ours.output()
+        assert "metrics on" not in ours.output()
+
+
+def _metric(log: Path, name: str) -> float:
+    """A sample of the server's /metrics, summed over labels (the port is in its "metrics on" log line)."""
+    url = re.search(r"metrics on (http://\S+)", log.read_text()).group(1)
+    text = requests.get(url.replace("0.0.0.0", "127.0.0.1"), timeout=30).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def _ready_line(log: Path, text: str) -> bool:

@@ -104,7 +104,7 @@ def test_an_mlflow_older_than_the_fastapi_scoring_server_is_refused(
     name: str, models: dict[str, BuiltModel], env_cache: Path, tmp_path: Path
 ) -> None:
     env = _env(models, name, tmp_path, env_cache)
-    proc = run_to_exit(mlflow_backend_command(env, free_port()), mlflow_backend_env(), 300)
+    proc = run_to_exit(mlflow_backend_command(env, free_port()), mlflow_backend_env(), tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     error = proc.stderr.strip().splitlines()[-1]
     assert f"MLflow {models[name].expected['mlflow']}" in error
@@ -119,7 +119,7 @@ def test_a_model_that_fails_to_load_exits_non_zero_with_its_error(
     """loader-raises fails init's verify step, so its venv is built without it; with two workers the server
     still exits (uvicorn's own supervisor would restart the workers forever)."""
     env = _env(models, "loader-raises", tmp_path, env_cache, "--no-verify")
-    proc = run_to_exit(mlflow_backend_command(env, free_port(), "--workers", workers), mlflow_backend_env(), 300)
+    proc = run_to_exit(mlflow_backend_command(env, free_port(), "--workers", workers), mlflow_backend_env(), tmp_path)
     assert proc.returncode == 8, proc.stderr[-2000:]
     error = [line for line in proc.stderr.splitlines() if "error:" in line][-1]
     assert "the model failed to load" in error and "model weights are corrupt" in error

@@ -23,18 +23,6 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_level: str = "info"
 
-    def as_env(self) -> dict[str, str]:
-        """The same settings as the env vars the flags read (how worker processes get them)."""
-        return {
-            f"{ENV_PREFIX}MODELS_DIR": str(self.models_dir),
-            f"{ENV_PREFIX}HOST": self.host,
-            f"{ENV_PREFIX}PORT": str(self.port),
-            f"{ENV_PREFIX}WORKERS": str(self.workers),
-            f"{ENV_PREFIX}METRICS_PORT": str(self.metrics_port),
-            f"{ENV_PREFIX}MAX_REQUEST_BYTES": str(self.max_request_bytes),
-            f"{ENV_PREFIX}LOG_LEVEL": self.log_level,
-        }
-
 
 @dataclass(frozen=True)
 class ModelSettings:

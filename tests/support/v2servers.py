@@ -109,7 +109,7 @@ def _started(command: list[str], env: Mapping[str, str], port: int, name: str, l
     with log.open("w") as out:
         started = time.monotonic()
         proc = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+                                stdin=subprocess.DEVNULL, cwd=log.parent)  # fmt: skip
         server = Server(proc, f"http://127.0.0.1:{port}", log)
         try:
             wait_ready(proc, f"{server.url}/v2/models/{name}", 600, log.read_text)
@@ -119,6 +119,6 @@ def _started(command: list[str], env: Mapping[str, str], port: int, name: str, l
             stop(proc, signal.SIGTERM, 60)
 
 
-def run_to_exit(command: list[str], env: Mapping[str, str], seconds: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=seconds,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+def run_to_exit(command: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, cwd=cwd)  # fmt: skip
