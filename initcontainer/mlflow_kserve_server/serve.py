@@ -176,7 +176,7 @@ def _supervise(settings: Settings, model_settings: ModelSettings) -> int:
             if not worker.logged_ready and not worker.ready.is_set():
                 log.error("worker %d exited (code %s) before its model was ready: stopping", worker.index,
                           worker.process.exitcode)  # fmt: skip
-                code = worker.process.exitcode or EXIT_LOAD
+                code = worker.process.exitcode if (worker.process.exitcode or 0) > 0 else EXIT_LOAD
                 stopping.append(0)
                 break
             log.warning("worker %d died (code %s): restarting it", worker.index, worker.process.exitcode)
