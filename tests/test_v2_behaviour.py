@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,22 @@ def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEn
     assert proc.returncode == 0, log.read_text()[-3000:]
     assert log.read_text().count(f"model {NAME} loaded in") == 2
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "no worker outlives the server"
+
+
+@pytest.mark.e2e
+def test_sigterm_while_the_model_loads_stops_the_server_with_exit_0(env: ModelEnv, tmp_path: Path) -> None:
+    log = tmp_path / "early.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
+        try:
+            while "loading model" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+        finally:
+            stop(proc, signal.SIGTERM, 90)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert "stopped" in log.read_text(), "either before the model loaded or, if it was that fast, after"
 
 
 @pytest.mark.e2e

@@ -76,7 +76,12 @@ def _serve(
     from mlflow_kserve_server.app import build_app
     from mlflow_kserve_server.model import load
 
-    served = load(model_settings)
+    signal.signal(signal.SIGTERM, _interrupt)  # a stop while the model loads: like Ctrl-C, exit 0
+    try:
+        served = load(model_settings)
+    except KeyboardInterrupt:
+        log.info("stopped before the model was loaded")
+        return 0
     observe = metrics.observer(model_settings.name, model_settings.version) if _metrics_on(settings) else None
     app = build_app(served, settings.max_request_bytes, observe)
     config = uvicorn.Config(
@@ -108,6 +113,10 @@ def _serve(
 
 def _metrics_on(settings: Settings) -> bool:
     return bool(settings.metrics_port) and metrics.available()
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _quiet_signals() -> None:
