@@ -12,7 +12,7 @@ from mlflow_kserve.lock import Lock, LockRequest, resolve
 from mlflow_kserve.serving_stack import ServingStack
 
 PYTHON_RULE = "MLServer supports Python >=3.9,<3.13, the serving interpreter is 3.13.0"
-NO_FASTAPI = "MLflow 2.16.2 has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21)"
+NO_FASTAPI = "MLflow 2.16.2 has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21,<3.11; >=3.11)"
 
 
 def test_auto_prefers_mlserver_then_mlflow() -> None:

@@ -95,10 +95,10 @@ def test_5_python_mismatch_under_strict(models: dict[str, BuiltModel], tmp_path:
 
 
 def test_6_pins_conflict_with_mlserver_under_backend_mlserver(
-    models: dict[str, BuiltModel], tmp_path: Path, cli_env: dict[str, str]
+    models: dict[str, BuiltModel], tmp_path: Path, env: dict[str, str]
 ) -> None:
     broken = variants.with_requirement_lines(models["sklearn-columns"].path, tmp_path / "broken", "protobuf<4")
-    proc = _init(str(broken), tmp_path, cli_env, "--backend", "mlserver")
+    proc = _init(str(broken), tmp_path, env, "--backend", "mlserver")
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
     assert "--backend mlserver: the model's requirements conflict with MLServer's" in message
@@ -107,11 +107,11 @@ def test_6_pins_conflict_with_mlserver_under_backend_mlserver(
 
 
 def test_6_auto_gives_both_reasons_when_no_backend_resolves(
-    models: dict[str, BuiltModel], tmp_path: Path, cli_env: dict[str, str]
+    models: dict[str, BuiltModel], tmp_path: Path, env: dict[str, str]
 ) -> None:
     line = "opentelemetry-proto<1.9"  # MLflow 3.17 itself needs >= 1.9: no backend can serve this
     broken = variants.with_requirement_lines(models["sklearn-columns"].path, tmp_path / "broken", line)
-    proc = _init(str(broken), tmp_path, cli_env)
+    proc = _init(str(broken), tmp_path, env)
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
     assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message

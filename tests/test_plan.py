@@ -32,7 +32,7 @@ def test_python_env_yaml_model(tmp_path: Path) -> None:
     assert result.env.source == "python_env.yaml"
     assert result.mlflow_version == "3.17.2"
     assert result.model_requirements == ("mlflow==3.17.2", "numpy==2.4.6", "scikit-learn==1.9.1")
-    assert [(s.backend, s.mlflow) for s in result.backends.stacks] == [("mlserver", ">=2.19"), ("mlflow", ">=2.21")]
+    assert [(s.backend, s.mlflow) for s in result.backends.stacks] == [("mlserver", ">=2.19"), ("mlflow", ">=3.11")]
     assert result.requirements(first(result)) == (*result.model_requirements, *STACK_3)
     assert result.requirements(result.backends.stacks[1]) == result.model_requirements, "mlflow adds nothing"
     assert result.warnings == () and result.constraints == () and result.index_options == ()
@@ -45,7 +45,7 @@ def test_requirements_txt_model_pinned_mlflow_wins_over_mlmodel(tmp_path: Path) 
     assert result.mlflow_version == "2.16.2"
     assert first(result).requirements[0] == "mlserver==1.6.1"
     assert result.backends.ruled_out == (("mlflow", "MLflow 2.16.2 has no FastAPI scoring server (the mlflow "
-                                                    "backend serves MLflow >=2.21)"),)  # fmt: skip
+                                                    "backend serves MLflow >=2.21,<3.11; >=3.11)"),)  # fmt: skip
 
 
 def test_conda_model_warns_about_conda_only_packages(tmp_path: Path) -> None:

@@ -28,16 +28,20 @@ def test_table_is_design_md() -> None:
             ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "setuptools<82"), (UVLOOP, SETUPTOOLS),
         ),
     ]  # fmt: skip
-    mlflow_row = table[3]
-    assert (mlflow_row.backend, mlflow_row.mlflow, mlflow_row.requirements) == ("mlflow", ">=2.21", ())
-    assert "mlflow/mlflow#14307" in mlflow_row.reasons[0]
-    assert len(table) == 4
+    before_311, since_311 = table[3:]
+    assert (before_311.backend, before_311.mlflow, before_311.requirements) == ("mlflow", ">=2.21,<3.11", ())
+    assert before_311.constraints == ("starlette<1",), "its scoring server uses app.route, gone in Starlette 1.0"
+    assert (since_311.backend, since_311.mlflow, since_311.requirements, since_311.constraints) == (
+        "mlflow", ">=3.11", (), ()
+    )  # fmt: skip
+    assert "mlflow/mlflow#14307" in before_311.reasons[0]
+    assert len(table) == 5
 
 
 def test_load_table_returns_a_fresh_list() -> None:
     table = load_table()
     table.clear()
-    assert len(load_table()) == 4
+    assert len(load_table()) == 5
 
 
 @pytest.mark.parametrize(
@@ -77,7 +81,11 @@ def test_mlflow_no_mlserver_row_serves_exits_6_naming_supported_versions(version
 def test_the_mlflow_backend_serves_mlflow_from_2_21_and_adds_nothing(version: str) -> None:
     stack = select_stack("mlflow", version, "3.13.0")
     assert stack.requirements == ()
-    assert stack.describe() == "MLflow's scoring server (adds no package)"
+    assert stack.describe() == (
+        "MLflow's scoring server (adds no package)"
+        if version == "3.17.2"
+        else "MLflow's scoring server (adds no package; constraint starlette<1)"
+    )
 
 
 @pytest.mark.parametrize("version", ["2.20.1", "2.19.0", "2.16.2", "2.13.2"])
@@ -86,7 +94,7 @@ def test_mlflow_before_2_21_has_no_fastapi_scoring_server(version: str) -> None:
         select_stack("mlflow", version, "3.11.7")
     assert info.value.exit_code == 6
     assert info.value.reason == (
-        f"MLflow {version} has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21)"
+        f"MLflow {version} has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21,<3.11; >=3.11)"
     )
 
 

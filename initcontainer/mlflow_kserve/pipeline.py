@@ -174,7 +174,8 @@ def _lock_request(
         requirements = [r for r in requirements if _name(r) != "mlflow"]
         requirements.append(f"mlflow-skinny=={plan.mlflow_version}")
         excludes = ("mlflow",)
-    return LockRequest(tuple(requirements), tuple(plan.constraints), excludes, index, python=interpreter.path)
+    constraints = (*plan.constraints, *stack.constraints)
+    return LockRequest(tuple(requirements), constraints, excludes, index, python=interpreter.path)
 
 
 def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:

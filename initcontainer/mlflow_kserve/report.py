@@ -26,6 +26,7 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
             "mlflow": stack.mlflow,
             "python": stack.python,
             "requirements": list(stack.requirements),
+            "constraints": list(stack.constraints),
         },
         "model_requirements": list(plan.model_requirements),
         "extra_requirements": list(plan.extra_requirements),

@@ -29,11 +29,13 @@ class ServingStack:
     python: str  # serving interpreters this row supports, e.g. ">=3.9,<3.13"
     requirements: tuple[str, ...]  # added to the model's, e.g. ("mlserver==1.7.1", ...); () for mlflow
     reasons: tuple[str, ...]  # why the pins (mlserver), why the bound (mlflow)
+    constraints: tuple[str, ...] = ()  # bounds on packages the model has anyway (applied like --constraint)
 
     def describe(self) -> str:
         """One line for logs and tables: the packages added, or that there are none."""
         if not self.requirements:
-            return f"{LABELS[self.backend]} (adds no package)"
+            bounds = f"; constraint {', '.join(self.constraints)}" if self.constraints else ""
+            return f"{LABELS[self.backend]} (adds no package{bounds})"
         return " ".join(self.requirements)
 
 
@@ -57,8 +59,9 @@ def _table() -> tuple[ServingStack, ...]:
     rows = []
     for row in data["stack"]:
         stack = ServingStack(
-            row["backend"], row["mlflow"], row["python"], tuple(row["requirements"]), tuple(row.get("reasons", ()))
-        )
+            row["backend"], row["mlflow"], row["python"], tuple(row["requirements"]), tuple(row.get("reasons", ())),
+            tuple(row.get("constraints", ())),
+        )  # fmt: skip
         if stack.backend not in BACKENDS:  # a typo in the table fails here, not per model
             raise ValueError(f"serving_stack.toml: unknown backend {stack.backend!r}")
         SpecifierSet(stack.mlflow), SpecifierSet(stack.python)
