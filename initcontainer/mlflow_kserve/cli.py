@@ -32,6 +32,28 @@ def init(**kwargs: Any) -> None:
     pipeline.init(settings)
 
 
+@cli.command("storage-initializer")
+@click.argument("storage_uri")
+@click.argument("dest", type=click.Path(file_okay=False))
+@options.apply(options.STORAGE_INITIALIZER_OPTIONS)
+@click.pass_context
+def storage_initializer(ctx: click.Context, storage_uri: str, dest: str, **kwargs: Any) -> None:
+    """KServe's ClusterStorageContainer contract: init with KServe's arguments STORAGE_URI DEST (/mnt/models).
+
+    The model and the venv both go under DEST (DEST/model, DEST/.env/venv); an mlflow+ prefix on the URI is
+    dropped (mlflow+s3://b/k fetches s3://b/k); the InferenceService's mlflow-kserve.io/* annotations override
+    the options they name.
+    """
+    from mlflow_kserve import pipeline
+    from mlflow_kserve import storage_initializer as kserve
+
+    init_params = {p.name: p for p in init.params if p.name}
+    values = kserve.apply_annotations(kwargs, init_params, ctx)
+    settings = _settings({**values, "model_uri": kserve.store_uri(storage_uri), **kserve.layout(dest)})
+    with kserve.scratch(dest):
+        pipeline.init(settings)
+
+
 @cli.command()
 @options.apply(options.CHECK_OPTIONS)
 def check(json_output: bool, **kwargs: Any) -> None:

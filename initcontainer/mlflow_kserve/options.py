@@ -207,6 +207,39 @@ work_dir = _option(
     "Default: ~/.cache/mlflow-kserve/run.",
 )
 
+# KServe-native mode (`storage-initializer`, charts/mlflow-kserve-runtime): the InferenceService's
+# `mlflow-kserve.io/<key>` annotations reach the container through env fieldRefs (empty when absent). Each is read
+# as the option it names reads its env var (same parsing, same choices) and overrides it; list options add to it.
+ANNOTATION_PREFIX = "mlflow-kserve.io/"
+ANNOTATIONS: dict[str, str] = {  # annotation key -> the init option it sets
+    "extra-requirements": "extra_requirement",
+    "constraints": "constraint",
+    "python-policy": "python_policy",
+    "allow": "allow",
+    "backend": "backend",
+    "slim": "slim",
+}
+
+
+def _annotation_option(key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    flag = f"--annotation-{key}"
+    return _option(
+        flag,
+        f"annotation_{key.replace('-', '_')}",
+        default=None,
+        help=f"The InferenceService's {ANNOTATION_PREFIX}{key} annotation (the runtime chart passes it by fieldRef): "
+        f"read like {ANNOTATIONS[key].replace('_', '-')}'s env var; a bad value exits 2 naming the annotation.",
+    )
+
+
+annotation_options = [_annotation_option(key) for key in ANNOTATIONS]
+annotations_may_allow = _option(
+    "--annotations-may-allow",
+    type=click.Choice(ALLOWANCES),
+    multiple=True,
+    help=f"What the {ANNOTATION_PREFIX}allow annotation may grant (the operator's choice; default: nothing).",
+)
+
 # The option sets of each subcommand. init's set is what the chart may configure.
 RESOLVE_OPTIONS = [
     model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
@@ -215,6 +248,11 @@ RESOLVE_OPTIONS = [
 INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
+# storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.
+STORAGE_INITIALIZER_OPTIONS = [
+    *(o for o in INIT_OPTIONS if o not in (model_uri, models_dir, env_dir)), *annotation_options,
+    annotations_may_allow,
+]  # fmt: skip
 # run derives --models-dir and --env-dir from --work-dir.
 RUN_OPTIONS = [
     *(o for o in INIT_OPTIONS if o not in (models_dir, env_dir)), port, grpc_port, metrics_port, work_dir,
