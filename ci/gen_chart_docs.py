@@ -1,12 +1,13 @@
-"""Generate from values.yaml (never by hand): the chart's values.schema.json and the values table in both READMEs.
+"""Generate from each chart's values.yaml (never by hand): its values.schema.json and its values table, in the
+chart's README and in the repository's README (between the chart's own markers there).
 
 Each key's `# --` comment is its description; `# @schema` lines add what the default cannot tell:
 `required`, `enum=a,b`, `minimum=0`, `maximum=100`, `pattern=...`, `minLength=1`, `type=integer,null`,
 `items=string` / `items=object` / `items=enum:a,b`, `additionalProperties=string|object|true`.
 Objects are strict (`additionalProperties: false`) unless annotated: a mistyped key fails `helm install`.
 
-    python ci/gen_chart_docs.py          # rewrite values.schema.json and README.md
-    python ci/gen_chart_docs.py --check  # exit 1 when either is stale (CI)
+    python ci/gen_chart_docs.py          # rewrite every chart's values.schema.json and the READMEs
+    python ci/gen_chart_docs.py --check  # exit 1 when any of them is stale (CI)
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from typing import Any
 
 import yaml
 
-CHART = Path(__file__).resolve().parent.parent / "charts" / "mlflow-kserve"
-START, END = "<!-- values:start -->", "<!-- values:end -->"
+ROOT = Path(__file__).resolve().parent.parent
+# chart directory -> the marker name of its values table in the repository's README
+CHARTS = {
+    ROOT / "charts" / "mlflow-kserve": "values",
+    ROOT / "charts" / "mlflow-kserve-runtime": "runtime-values",
+}
 KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+):(?:\s|$)")
 
 
@@ -119,10 +124,10 @@ def schema_for(value: Any, path: str, docs: dict[str, dict[str, Any]]) -> dict[s
     return schema
 
 
-def build_schema(values: dict[str, Any], docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build_schema(values: dict[str, Any], docs: dict[str, dict[str, Any]], title: str) -> dict[str, Any]:
     root = schema_for(values, "", docs)
     root.pop("description", None)
-    return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "mlflow-kserve values", **root}
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "title": f"{title} values", **root}
 
 
 def rows(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[str]:
@@ -143,18 +148,24 @@ def rows(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[s
     return out
 
 
-def render() -> dict[Path, str]:
-    """Every generated file and its content: the schema, and the values table in both READMEs."""
-    text = (CHART / "values.yaml").read_text()
+def _replace_between(text: str, marker: str, body: list[str]) -> str:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + "\n" + "\n".join(body) + "\n" + end + tail
+
+
+def render(chart: Path, marker: str, outputs: dict[Path, str]) -> None:
+    """Add one chart's generated files to ``outputs``: its schema, its README's table, its table in the
+    repository's README (built on what ``outputs`` already holds for that file)."""
+    text = (chart / "values.yaml").read_text()
     values = yaml.safe_load(text)
     docs = parse_comments(text)
     table = ["| key | type | default | description |", "|---|---|---|---|", *rows(values, docs)]
-    out = {CHART / "values.schema.json": json.dumps(build_schema(values, docs), indent=2) + "\n"}
-    for readme in (CHART / "README.md", CHART.parent.parent / "README.md"):
-        head, rest = readme.read_text().split(START, 1)
-        _, tail = rest.split(END, 1)
-        out[readme] = head + START + "\n" + "\n".join(table) + "\n" + END + tail
-    return out
+    outputs[chart / "values.schema.json"] = json.dumps(build_schema(values, docs, chart.name), indent=2) + "\n"
+    outputs[chart / "README.md"] = _replace_between((chart / "README.md").read_text(), "values", table)
+    readme = ROOT / "README.md"
+    outputs[readme] = _replace_between(outputs.get(readme) or readme.read_text(), marker, table)
 
 
 def undocumented(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[str]:
@@ -172,12 +183,14 @@ def undocumented(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -
 
 
 def main() -> int:
-    text = (CHART / "values.yaml").read_text()
-    missing = undocumented(yaml.safe_load(text), parse_comments(text))
-    if missing:
-        print(f"values without a '# --' comment: {', '.join(missing)}", file=sys.stderr)
-        return 1
-    outputs = render()
+    outputs: dict[Path, str] = {}
+    for chart, marker in CHARTS.items():
+        text = (chart / "values.yaml").read_text()
+        missing = undocumented(yaml.safe_load(text), parse_comments(text))
+        if missing:
+            print(f"{chart.name}: values without a '# --' comment: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        render(chart, marker, outputs)
     if "--check" in sys.argv:
         stale = [str(path) for path, new in outputs.items() if path.read_text() != new]
         if stale:

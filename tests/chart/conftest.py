@@ -11,8 +11,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "mlflow-kserve"
+RUNTIME_CHART = ROOT / "charts" / "mlflow-kserve-runtime"
 TOOLS = ROOT / ".tools" / "bin"
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+RUNTIME_SCENARIOS = sorted((RUNTIME_CHART / "ci").glob("*-values.yaml"))
 
 
 def tool(name: str) -> Path:
@@ -22,19 +24,27 @@ def tool(name: str) -> Path:
     return path
 
 
-def helm_template(values: Path, helm: str = "helm", *extra: str) -> subprocess.CompletedProcess[str]:
+def helm_template(
+    values: Path, helm: str = "helm", *extra: str, chart: Path = CHART
+) -> subprocess.CompletedProcess[str]:
+    release = "mlflow-kserve" if chart == RUNTIME_CHART else "fraud"
     return subprocess.run(
-        [tool(helm), "template", "fraud", CHART, "--namespace", "models", "-f", values, *extra],
+        [tool(helm), "template", release, chart, "--namespace", "models", "-f", values, *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 
-def render(values: Path) -> list[dict[str, Any]]:
-    proc = helm_template(values)
+def render(values: Path, *extra: str, chart: Path = CHART) -> list[dict[str, Any]]:
+    proc = helm_template(values, "helm", *extra, chart=chart)
     assert proc.returncode == 0, proc.stderr
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
 @pytest.fixture(params=SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
 def scenario(request: pytest.FixtureRequest) -> Path:
+    return request.param
+
+
+@pytest.fixture(params=RUNTIME_SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def runtime_scenario(request: pytest.FixtureRequest) -> Path:
     return request.param
