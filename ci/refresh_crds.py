@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Refresh the vendored CRDs in ci/crds/ from their upstream tags (needs GitHub access; CI never runs it).
+"""Refresh the vendored upstream files from their tags (needs GitHub access; CI never runs it): the CRDs and
+KServe's default objects in ci/crds/ (SOURCES), Knative's admission sources in ci/knative/ (KNATIVE_SOURCES).
 
 Where no release file can be had, a JSON schema is generated from a PyPI package that models the CRD
 (PYPI_SOURCES: needs PyPI access).
 
-    python3 ci/refresh_crds.py            # download every file in SOURCES
+    python3 ci/refresh_crds.py            # download (or generate) every file
     python3 ci/refresh_crds.py --check    # exit 1 when a vendored file differs from upstream
 
-To move to a new release, change the tag (and the file name) here and in ci/crds/README.md, then run it.
-The tests find the files by the names below (tests/chart/crds.py)."""
+To move to a new release, change the tag (and the file name) here and in the folder's README.md, then run it.
+The tests find the files by the names below (tests/chart/crds.py, tests/chart/knative.py, ci/kserve_pod.py's
+tests)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 import yaml
 
 CRDS = Path(__file__).resolve().parent / "crds"
+KNATIVE = Path(__file__).resolve().parent / "knative"
 RAW = "https://raw.githubusercontent.com/{repo}/{tag}/{path}"
 
 # file -> (repository, tag, path in the repository, kind to keep when the upstream file holds several CRDs)
@@ -40,6 +43,20 @@ SOURCES: dict[str, tuple[str, str, str, str | None]] = {
     ),
     "istio-v1.30.3-virtualservices.yaml": (
         "istio/api", "v1.30.3", "kubernetes/customresourcedefinitions.gen.yaml", "VirtualService",
+    ),
+    # KServe's own objects the KServe-native mode sits beside (ci/kserve_pod.py's tests).
+    "kserve-v0.20.0-default-storagecontainer.yaml": (
+        "kserve/kserve", "v0.20.0", "config/storagecontainers/default.yaml", None,
+    ),
+    "kserve-v0.20.0-kserve-mlserver.yaml": ("kserve/kserve", "v0.20.0", "config/runtimes/kserve-mlserver.yaml", None),
+}  # fmt: skip
+# Knative Serving's admission of a revision's PodSpec (tests/chart/knative.py): knative-v1.21.1 is
+# knative.dev/serving v0.48.1, the version KServe v0.20.0's go.mod requires.
+KNATIVE_SOURCES: dict[str, tuple[str, str, str, str | None]] = {
+    "knative-v1.21.1-fieldmask.go": ("knative/serving", "knative-v1.21.1", "pkg/apis/serving/fieldmask.go", None),
+    "knative-v1.21.1-features.go": ("knative/serving", "knative-v1.21.1", "pkg/apis/config/features.go", None),
+    "knative-v1.21.1-k8s_validation.go": (
+        "knative/serving", "knative-v1.21.1", "pkg/apis/serving/k8s_validation.go", None,
     ),
 }  # fmt: skip
 
@@ -93,18 +110,20 @@ def main() -> int:
         else:
             target.write_text(text)
             print(f"{name} <- {requirement} {model}")
-    for name, (repo, tag, path, kind) in SOURCES.items():
-        text = download(repo, tag, path, kind)
-        target = CRDS / name
-        if args.check:
-            if yaml.safe_load_all(text) and list(yaml.safe_load_all(text)) != list(
-                yaml.safe_load_all(target.read_text())
-            ):
-                print(f"{name}: differs from {repo}@{tag}:{path}")
-                stale += 1
-        else:
-            target.write_text(text)
-            print(f"{name} <- {repo}@{tag}:{path}")
+    for folder, sources in ((CRDS, SOURCES), (KNATIVE, KNATIVE_SOURCES)):
+        for name, (repo, tag, path, kind) in sources.items():
+            text = download(repo, tag, path, kind)
+            target = folder / name
+            if args.check:
+                same = text == target.read_text() if name.endswith(".go") else (
+                    list(yaml.safe_load_all(text)) == list(yaml.safe_load_all(target.read_text()))
+                )  # fmt: skip
+                if not same:
+                    print(f"{name}: differs from {repo}@{tag}:{path}")
+                    stale += 1
+            else:
+                target.write_text(text)
+                print(f"{name} <- {repo}@{tag}:{path}")
     return 1 if stale else 0
 
 

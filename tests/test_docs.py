@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,14 +37,18 @@ def test_the_repository_reads_nothing_outside_its_tree() -> None:
     assert offenders == [], offenders
 
 
-def test_every_vendored_crd_names_its_upstream() -> None:
+@pytest.mark.parametrize(
+    ("folder", "table", "pattern"), [("crds", "SOURCES", "*.yaml"), ("knative", "KNATIVE_SOURCES", "*.go")]
+)
+def test_every_vendored_file_names_its_upstream(folder: str, table: str, pattern: str) -> None:
     sys.path.insert(0, str(ROOT / "ci"))
     try:
-        from refresh_crds import SOURCES
+        import refresh_crds
     finally:
         sys.path.remove(str(ROOT / "ci"))
-    vendored = {p.name for p in (ROOT / "ci" / "crds").glob("*.yaml")}
-    readme = (ROOT / "ci" / "crds" / "README.md").read_text()
-    assert vendored == set(SOURCES)
-    for name, (repo, tag, path, _kind) in SOURCES.items():
+    sources = getattr(refresh_crds, table)
+    vendored = {p.name for p in (ROOT / "ci" / folder).glob(pattern)}
+    readme = (ROOT / "ci" / folder / "README.md").read_text()
+    assert vendored == set(sources)
+    for name, (repo, tag, path, _kind) in sources.items():
         assert f"| {name} | {repo} | {tag} | {path}" in readme, name
