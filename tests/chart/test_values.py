@@ -15,22 +15,27 @@ import yaml
 from mlflow_kserve import cli
 from mlflow_kserve.settings import Settings
 
-from .conftest import CHART, ROOT, SCENARIOS, helm_template, render, tool
+from .conftest import CHART, ROOT, RUNTIME_CHART, SCENARIOS, helm_template, render, tool
 
 BAD = sorted((Path(__file__).parent / "bad-values").glob("*.yaml"))
+RUNTIME_BAD = sorted((Path(__file__).parent / "runtime-bad-values").glob("*.yaml"))
 SECRET_ENV = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 
 
-def test_there_are_at_least_twelve_bad_values_files() -> None:
-    assert len(BAD) >= 12
+def test_there_are_at_least_twelve_bad_values_files_per_chart() -> None:
+    assert len(BAD) >= 12 and len(RUNTIME_BAD) >= 12
 
 
-@pytest.mark.parametrize("values", BAD, ids=lambda p: p.stem)
-def test_bad_values_fail_naming_the_value(values: Path) -> None:
+@pytest.mark.parametrize(
+    ("chart", "values"),
+    [(CHART, v) for v in BAD] + [(RUNTIME_CHART, v) for v in RUNTIME_BAD],
+    ids=lambda x: x.stem if x.suffix else x.name,
+)
+def test_bad_values_fail_naming_the_value(chart: Path, values: Path) -> None:
     expected = values.read_text().splitlines()[0].removeprefix("# expect: ").strip()
-    proc = helm_template(values)
+    proc = helm_template(values, chart=chart)
     assert proc.returncode != 0, f"{values.name} rendered"
-    pointer = "/" + expected.split("=")[0].replace(".", "/")
+    pointer = "/" + expected.split("=")[0].split(" ")[0].replace(".", "/")
     assert expected in proc.stderr or pointer in proc.stderr, proc.stderr
 
 
@@ -40,11 +45,11 @@ def _pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_every_container_has_the_security_defaults(scenario: Path) -> None:
+    """On the pod or, in Serverless without Knative's pod security-context flag, on each container."""
     for pod in _pods(render(scenario)):
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod.get("initContainers", []) + pod["containers"]:
-            context = container["securityContext"]
+            context = {**pod.get("securityContext", {}), **container["securityContext"]}
+            assert context["runAsNonRoot"] is True, container["name"]
             assert context["runAsNonRoot"] is True, container["name"]
             assert context["readOnlyRootFilesystem"] is True, container["name"]
             assert context["allowPrivilegeEscalation"] is False, container["name"]

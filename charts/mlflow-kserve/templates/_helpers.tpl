@@ -256,12 +256,110 @@ credentials only through secretKeyRef.
 {{- end }}
 
 {{/*
+mlflow-kserve.podSecurityOnPod: "true" when podSecurityContext goes on the pod: always in RawDeployment; in
+Serverless only when the cluster enables Knative's kubernetes.podspec-securitycontext (knative/serving
+pkg/apis/serving/fieldmask.go:256-261, :683-685: no pod security field passes otherwise).
+*/}}
+{{- define "mlflow-kserve.podSecurityOnPod" -}}
+{{- if or (ne .Values.deploymentMode "Serverless") .Values.knative.podSecurityContextEnabled }}true{{ end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.containerSecurityContext: one container's securityContext. When the pod carries none (Serverless
+without the flag), the pod-level fields Knative accepts per container (fieldmask.go:715-727) move onto it;
+the container's own values win. `uid` (optional) overrides runAsUser (Istio CNI).
+*/}}
+{{- define "mlflow-kserve.containerSecurityContext" -}}
+{{- $context := deepCopy .root.Values.containerSecurityContext }}
+{{- if not (include "mlflow-kserve.podSecurityOnPod" .root) }}
+{{- $context = merge $context (pick .root.Values.podSecurityContext "runAsUser" "runAsGroup" "runAsNonRoot" "seccompProfile") }}
+{{- end }}
+{{- if .uid }}
+{{- $_ := set $context "runAsUser" .uid }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/*
+mlflow-kserve.validateKnative: in Serverless, refuse what Knative Serving (knative-v1.21.1) would reject under
+the flags the knative.* values confirm, naming the flag (tests/chart/knative.py checks every Serverless render
+against the vendored masks in ci/knative/).
+*/}}
+{{- define "mlflow-kserve.validateKnative" -}}
+{{- $k := .Values.knative }}
+{{- $fix := "in the knative-serving `config-features` ConfigMap" }}
+{{- if not $k.initContainersEnabled }}
+{{- fail "deploymentMode=Serverless needs init containers, which Knative rejects unless the cluster enables `kubernetes.podspec-init-containers: enabled` in the knative-serving `config-features` ConfigMap; enable it, then set knative.initContainersEnabled=true (or use deploymentMode=RawDeployment, or the KServe-native mode: charts/mlflow-kserve-runtime)" }}
+{{- end }}
+{{- $pvcCache := and .Values.cache.enabled (ne .Values.cache.type "hostPath") }}
+{{- if not $k.podSecurityContextEnabled }}
+{{- range $key, $_ := .Values.podSecurityContext }}
+{{- if not (has $key (list "runAsUser" "runAsGroup" "runAsNonRoot" "seccompProfile" "fsGroup")) }}
+{{- fail (printf "podSecurityContext.%s: Knative rejects pod security fields unless the cluster enables `kubernetes.podspec-securitycontext: enabled` %s; enable it and set knative.podSecurityContextEnabled=true, or remove podSecurityContext.%s" $key $fix $key) }}
+{{- end }}
+{{- end }}
+{{- if and $pvcCache (not (kindIs "invalid" .Values.podSecurityContext.fsGroup)) }}
+{{- fail (printf "podSecurityContext.fsGroup (which makes the cache PVC writable by the pod) needs `kubernetes.podspec-securitycontext: enabled` %s in Serverless; enable it and set knative.podSecurityContextEnabled=true, or set podSecurityContext.fsGroup=null if the volume is writable as is" $fix) }}
+{{- end }}
+{{- end }}
+{{- range $value, $flag := dict "nodeSelector" "kubernetes.podspec-nodeselector" "tolerations" "kubernetes.podspec-tolerations" "affinity" "kubernetes.podspec-affinity" }}
+{{- if and (index $.Values $value) (not (index $k (printf "%sEnabled" $value))) }}
+{{- fail (printf "%s: Knative rejects it unless the cluster enables `%s: enabled` %s; enable it and set knative.%sEnabled=true, or remove %s" $value $flag $fix $value $value) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.cache.enabled (eq .Values.cache.type "hostPath") }}
+{{- fail "cache.type=hostPath in Serverless: Knative allows hostPath volumes (kubernetes.podspec-volumes-hostpath) only mounted read-only, and the init container writes the cache; use cache.type=newPVC or existingPVC (with knative.persistentVolumeClaimEnabled and knative.persistentVolumeWriteEnabled), or deploymentMode=RawDeployment" }}
+{{- end }}
+{{- $pvcs := list }}
+{{- if $pvcCache }}{{ $pvcs = append $pvcs "cache" }}{{ end }}
+{{- range .Values.extraVolumes }}
+{{- if hasKey . "persistentVolumeClaim" }}{{ $pvcs = append $pvcs (printf "extraVolumes[%s]" .name) }}{{ end }}
+{{- end }}
+{{- range $pvcs }}
+{{- if not $k.persistentVolumeClaimEnabled }}
+{{- fail (printf "%s: a PersistentVolumeClaim in Serverless needs `kubernetes.podspec-persistent-volume-claim: enabled` %s; enable it and set knative.persistentVolumeClaimEnabled=true (or use deploymentMode=RawDeployment)" . $fix) }}
+{{- end }}
+{{- end }}
+{{- if and $pvcCache (not $k.persistentVolumeWriteEnabled) }}
+{{- fail (printf "cache: the init container writes the cache PVC, which Knative allows only when the cluster enables `kubernetes.podspec-persistent-volume-write: enabled` %s; enable it and set knative.persistentVolumeWriteEnabled=true" $fix) }}
+{{- end }}
+{{- range .Values.extraVolumes }}
+{{- $volume := . }}
+{{- range $kind, $flag := dict "hostPath" "kubernetes.podspec-volumes-hostpath" "csi" "kubernetes.podspec-volumes-csi" "image" "kubernetes.podspec-volumes-image" }}
+{{- if hasKey $volume $kind }}
+{{- fail (printf "extraVolumes[%s].%s: Knative rejects it unless the cluster enables `%s: enabled`, and then only mounted read-only; this chart does not render it in Serverless: use deploymentMode=RawDeployment" $volume.name $kind $flag) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $k.fieldRefEnabled }}
+{{- range .Values.initContainer.extraEnv }}
+{{- if and .valueFrom (or .valueFrom.fieldRef .valueFrom.resourceFieldRef) }}
+{{- fail (printf "initContainer.extraEnv[%s].valueFrom: Knative rejects fieldRef and resourceFieldRef unless the cluster enables `kubernetes.podspec-fieldref: enabled` %s; enable it and set knative.fieldRefEnabled=true" .name $fix) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := .Values.containerSecurityContext }}
+{{- if not (has $key (list "capabilities" "readOnlyRootFilesystem" "runAsUser" "runAsGroup" "runAsNonRoot" "allowPrivilegeEscalation" "seccompProfile" "privileged")) }}
+{{- fail (printf "containerSecurityContext.%s: Knative rejects it on a container (no flag allows it); remove it, or use deploymentMode=RawDeployment" $key) }}
+{{- end }}
+{{- end }}
+{{- if .Values.containerSecurityContext.privileged }}
+{{- fail "containerSecurityContext.privileged: Knative accepts only privileged=false; remove it, or use deploymentMode=RawDeployment" }}
+{{- end }}
+{{- with .Values.containerSecurityContext.capabilities }}
+{{- if .add }}
+{{- fail (printf "containerSecurityContext.capabilities.add: Knative rejects added capabilities unless the cluster enables `kubernetes.containerspec-addcapabilities: enabled` %s; this chart adds none in Serverless: remove it, or use deploymentMode=RawDeployment" $fix) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 mlflow-kserve.validate: rules the JSON schema cannot express; each message names the value and the fix.
 */}}
 {{- define "mlflow-kserve.validate" -}}
 {{- $serverless := eq .Values.deploymentMode "Serverless" }}
-{{- if and $serverless (not .Values.knative.initContainersEnabled) }}
-{{- fail "deploymentMode=Serverless needs init containers, which Knative rejects unless the cluster enables `kubernetes.podspec-init-containers: enabled` in the knative-serving `config-features` ConfigMap; enable it, then set knative.initContainersEnabled=true (or use deploymentMode=RawDeployment)" }}
+{{- if $serverless }}
+{{- include "mlflow-kserve.validateKnative" . }}
 {{- end }}
 {{- if and (not $serverless) (eq (int .Values.autoscaling.minReplicas) 0) }}
 {{- fail "autoscaling.minReplicas=0 (scale to zero) needs deploymentMode=Serverless; set autoscaling.minReplicas to 1 or more for RawDeployment" }}
