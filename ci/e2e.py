@@ -8,10 +8,14 @@ Scenarios: (1) sklearn MLflow 3.x model from S3; (2) a model needing a package o
 pod twice with the cache volume mounted: both init durations; (5) a model logged from a uv project (protobuf 7
 pinned): auto chooses the mlflow backend; (6) a model logged on Python 3.13, in the pod of the 3.13 images: auto
 chooses the mlflow backend (MLServer supports Python < 3.13). Every served scenario checks the backend report.json
-names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON_VERSIONS). Exits non-zero if any
-scenario fails.
+names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON_VERSIONS). KServe-native mode
+(charts/mlflow-kserve-runtime, the pod built by ci/kserve_pod.py as KServe v0.20 would): (7) a models:/name@alias
+model from a real registry, with a per-model annotation; (8) an mlflow+s3:// model; (9) a bad annotation: the
+storage container exits 2. Exits non-zero if any scenario fails.
 E2E_SCENARIOS="1 3" runs only the scenarios with those numbers; E2E_CHART renders another chart (a packaged
 .tgz, e.g. a released one) instead of charts/mlflow-kserve.
+
+    .venv/bin/python ci/e2e.py [--only chart|native]
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "ci"), str(ROOT / "tests")]
 
-from e2e_pod import LOCAL_CHANGES, local_pod  # noqa: E402
+from e2e_pod import LOCAL_CHANGES, local_pod, localize  # noqa: E402
+from kserve_pod import StorageInitializerConfig, predictor_pod  # noqa: E402
 from support import variants  # noqa: E402
 from support.models import build  # noqa: E402
-from support.services import moto_s3  # noqa: E402
+from support.services import S3, mlflow_server, moto_s3, register  # noqa: E402
 
 HELM = ROOT / ".tools" / "bin" / "helm"
 HOST_PORT = int(os.environ.get("E2E_HOST_PORT", "18080"))  # another value lets two e2e runs share a machine
@@ -65,10 +70,15 @@ def render(uri: str, endpoint: str, extra: list[str]) -> dict[str, Any]:
 
 
 def play(isvc: dict[str, Any], work: Path) -> None:
+    play_pod(local_pod(isvc, HOST_PORT), work, "e2e-ca", "ca.crt")
+
+
+def play_pod(pod: dict[str, Any], work: Path, ca_name: str, ca_key: str) -> None:
+    """Run ``pod`` with a ConfigMap ``ca_name`` holding this machine's CA bundle under ``ca_key``."""
     pod_file, cm_file = work / "pod.yaml", work / "ca.yaml"
-    pod_file.write_text(yaml.safe_dump(local_pod(isvc, HOST_PORT)))
-    ca = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "e2e-ca"},
-          "data": {"ca.crt": Path(CA_BUNDLE).read_text()}}  # fmt: skip
+    pod_file.write_text(yaml.safe_dump(pod))
+    ca = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ca_name},
+          "data": {ca_key: Path(CA_BUNDLE).read_text()}}  # fmt: skip
     cm_file.write_text(yaml.safe_dump(ca))
     podman("pod", "rm", "-f", "--all", check=False)
     # kube play returns when the init container has exited; its code says how init went.
@@ -76,11 +86,8 @@ def play(isvc: dict[str, Any], work: Path) -> None:
            str(pod_file), check=False, timeout=1200)  # fmt: skip
 
 
-def init_log() -> str:
-    return (
-        podman("logs", "e2e-predictor-model-init", check=False).stdout
-        + podman("logs", "e2e-predictor-model-init", check=False).stderr
-    )
+def init_log(container: str = "e2e-predictor-model-init") -> str:
+    return podman("logs", container, check=False).stdout + podman("logs", container, check=False).stderr
 
 
 def state(container: str) -> dict[str, Any]:
@@ -128,14 +135,117 @@ def v2_infer(expected: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
     return request, output
 
 
-def report() -> dict[str, Any]:
-    """report.json, read through the server container (it mounts /mnt/env; podman removes finished init
+def report(path: str = "/mnt/env/report.json") -> dict[str, Any]:
+    """report.json, read through the server container (it mounts the volume; podman removes finished init
     containers, so their logs and exit code are gone after a success)."""
-    out = podman("exec", "e2e-predictor-kserve-container", "cat", "/mnt/env/report.json", check=False).stdout
+    out = podman("exec", "e2e-predictor-kserve-container", "cat", path, check=False).stdout
     return json.loads(out) if out.strip() else {}
 
 
+# --- KServe-native mode -----------------------------------------------------------------------------------------
+
+NATIVE_REPORT = "/mnt/models/.env/report.json"  # the layout of `mlflow-kserve storage-initializer`
+CRDS = ROOT / "ci" / "crds"
+
+
+def render_runtime(work: Path, tracking_uri: str, endpoint: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The runtime chart's ClusterStorageContainer and ClusterServingRuntime, with ci/e2e-runtime-values.yaml and
+    this run's registry and S3 endpoint."""
+    values = yaml.safe_load((ROOT / "ci" / "e2e-runtime-values.yaml").read_text())
+    values["mlflow"] = {"trackingUri": tracking_uri}
+    values["storageContainer"]["extraEnv"].append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
+    (work / "runtime-values.yaml").write_text(yaml.safe_dump(values))
+    cmd = [str(HELM), "template", "mlflow-kserve", str(ROOT / "charts" / "mlflow-kserve-runtime"),
+           "-f", str(work / "runtime-values.yaml")]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout) if d]
+    return (next(d for d in docs if d["kind"] == "ClusterStorageContainer"),
+            next(d for d in docs if d["kind"] == "ClusterServingRuntime"))  # fmt: skip
+
+
+def native_pod(uri: str, annotations: dict[str, str], csc: dict[str, Any], csr: dict[str, Any]) -> dict[str, Any]:
+    """The InferenceService of examples/kserve-native/, named e2e, as KServe v0.20 turns it into a pod beside its
+    own default storage container and kserve-mlserver runtime, with its CA bundle config set."""
+    isvc = yaml.safe_load((ROOT / "examples" / "kserve-native" / "inferenceservice.yaml").read_text())
+    isvc["metadata"] = {"name": "e2e", "namespace": "e2e", "annotations": annotations}
+    isvc["spec"]["predictor"]["model"]["storageUri"] = uri
+    pod = predictor_pod(
+        isvc,
+        cluster_runtimes=[yaml.safe_load((CRDS / "kserve-v0.20.0-kserve-mlserver.yaml").read_text()), csr],
+        storage_containers=[yaml.safe_load((CRDS / "kserve-v0.20.0-default-storagecontainer.yaml").read_text()), csc],
+        config=StorageInitializerConfig(ca_bundle_configmap="kserve-ca-bundle"),
+    )
+    return localize(pod, HOST_PORT)
+
+
+def native_scenarios(alias: str, uris: dict[str, str], csc: dict[str, Any], csr: dict[str, Any],
+                     columns: dict[str, Any], extra: dict[str, Any]) -> list[tuple[Any, ...]]:  # fmt: skip
+    """(title, pod, expected answer, storage-initializer exit code, packages report.json must list)."""
+    return [
+        ("7 KServe-native: models:/ alias from the registry",
+         native_pod(alias, {"mlflow-kserve.io/extra-requirements": "roman==4.2"}, csc, csr), columns, 0,
+         {"roman": "4.2"}),
+        ("8 KServe-native: mlflow+s3:// from S3", native_pod("mlflow+" + uris["extra"], {}, csc, csr), extra, 0, {}),
+        ("9 KServe-native: a bad annotation",
+         native_pod("mlflow+" + uris["columns"], {"mlflow-kserve.io/python-policy": "lenient"}, csc, csr), None, 2,
+         {}),
+    ]  # fmt: skip
+
+
+def run_native_scenarios(s3: S3, work: Path, endpoint: str, uris: dict[str, str], columns: Any,
+                         extra: Any) -> list[dict[str, Any]]:  # fmt: skip
+    """Scenarios 7-9, with a real `mlflow server` (sqlite registry, artifacts in the moto bucket) for models:/."""
+    rows = []
+    with mlflow_server(s3, work) as registry:
+        alias = register(registry, s3, "e2e-native", columns.path)
+        csc, csr = render_runtime(work, registry.tracking_uri.replace("127.0.0.1", "10.0.2.2"), endpoint)
+        for title, pod, expected, want_code, packages in native_scenarios(
+            alias, uris, csc, csr, columns.expected, extra.expected
+        ):
+            if SCENARIOS and title.split()[0] not in SCENARIOS:
+                continue
+            try:
+                row = run_native(title, pod, work, expected, want_code, packages)
+            except Exception as exc:  # a scenario's failure is reported, the others still run
+                row = {"scenario": title, "result": "FAIL", "error": f"{type(exc).__name__}: {exc}"[-1500:]}
+            finally:
+                podman("pod", "rm", "-f", "--all", check=False)
+            rows.append(row)
+            print(json.dumps(row, default=str))
+    return rows
+
+
+def run_native(title: str, pod: dict[str, Any], work: Path, expected: Any, want_code: int,
+               packages: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {"scenario": title}
+    started = time.monotonic()
+    play_pod(pod, work, "global-ca-bundle", "cabundle.crt")  # KServe's copy of its CA ConfigMap (injector.go:606)
+    if want_code:
+        init = state("e2e-predictor-storage-initializer")
+        row["init exit"] = init.get("ExitCode")
+        row["init log"] = [ln for ln in init_log("e2e-predictor-storage-initializer").splitlines() if "error:" in ln][
+            -1:
+        ]
+        server = state("e2e-predictor-kserve-container")
+        row["server"] = server.get("Status")
+        ok = init.get("ExitCode") == want_code and server.get("Status") != "running"
+    else:
+        wait_ready()
+        row["ready s"] = round(time.monotonic() - started, 1)
+        facts = report(NATIVE_REPORT)
+        row["init exit"] = 0 if facts else None
+        row["init s"] = facts.get("seconds", {}).get("total")
+        row["init steps"] = facts.get("seconds")
+        request, answer = v2_infer(expected)
+        row["request"], row["answer"], row["local predict"] = request, answer, expected["output"]
+        listed = {k: facts.get("packages", {}).get(k) for k in packages}
+        row["annotated packages"] = listed
+        ok = bool(facts) and np.allclose(answer, expected["output"]) and listed == packages
+    row["result"] = "PASS" if ok else "FAIL"
+    return row
+
+
 def main() -> int:
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None  # chart | native
     work = Path(tempfile.mkdtemp(prefix="e2e-"))
     results: list[dict[str, Any]] = []
     print("pod changes from the rendered predictor (ci/e2e_pod.py):")
@@ -171,6 +281,7 @@ def main() -> int:
             py313_flags = ["--set", "pythonVersion=3.13"]
             scenarios.append(("6 Python 3.13 model, 3.13 images (auto)", uris["py313"], py313_flags, py313.expected,
                               0, "mlflow"))  # fmt: skip
+        scenarios = [] if only == "native" else scenarios
         for title, uri, extra, expected, want_code, backend in scenarios:
             if SCENARIOS and title.split()[0].rstrip("ab") not in SCENARIOS:
                 continue
@@ -206,6 +317,8 @@ def main() -> int:
                 podman("pod", "rm", "-f", "--all", check=False)
             results.append(row)
             print(json.dumps(row, default=str))
+        if only != "chart" and (not SCENARIOS or {"7", "8", "9"} & set(SCENARIOS)):
+            results += run_native_scenarios(s3, work, endpoint, uris, columns, extra_dep)
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
     print(f"\nimage build s (init+server): {build_s}")

@@ -31,7 +31,13 @@ def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
 
 def local_pod(isvc: dict[str, Any], host_port: int) -> dict[str, Any]:
     """predictor_pod() with exactly LOCAL_CHANGES applied."""
-    pod = predictor_pod(isvc)
+    return localize(predictor_pod(isvc), host_port)
+
+
+def localize(pod: dict[str, Any], host_port: int) -> dict[str, Any]:
+    """A copy of ``pod`` (the chart's predictor, or the pod ci/kserve_pod.py builds for the KServe-native mode) with
+    exactly LOCAL_CHANGES applied."""
+    pod = copy.deepcopy(pod)
     spec = pod["spec"]
     spec["restartPolicy"] = "Never"
     for container in spec["containers"]:
