@@ -318,7 +318,11 @@ def main() -> int:
             results.append(row)
             print(json.dumps(row, default=str))
         if only != "chart" and (not SCENARIOS or {"7", "8", "9"} & set(SCENARIOS)):
-            results += run_native_scenarios(s3, work, endpoint, uris, columns, extra_dep)
+            try:
+                results += run_native_scenarios(s3, work, endpoint, uris, columns, extra_dep)
+            except Exception as exc:  # the registry did not start: reported like a failed scenario
+                error = f"{type(exc).__name__}: {exc}"[-1500:]
+                results.append({"scenario": "7-9 KServe-native", "result": "FAIL", "error": error})
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
     print(f"\nimage build s (init+server): {build_s}")

@@ -1,4 +1,5 @@
-"""The predictor pod of a rendered InferenceService, as a Pod a local engine (podman kube play) runs.
+"""The predictor pod of a rendered InferenceService (or the pod ci/kserve_pod.py builds for the KServe-native mode), as
+a Pod a local engine (podman kube play) runs.
 
 The pod is used as rendered. These are the only changes, each with its reason; tests/test_e2e_pod.py fails
 when the pod differs from the rendered predictor anywhere else.

@@ -33,6 +33,22 @@ def test_local_pod_differs_only_by_the_listed_changes(sets: tuple[str, ...]) -> 
     assert rendered["spec"]["volumes"] == local["spec"]["volumes"]
 
 
+def test_the_kserve_native_pod_also_differs_only_by_the_listed_changes() -> None:
+    """The KServe-native scenarios run the pod ci/kserve_pod.py builds, with the same local changes only."""
+    import kserve_pod
+
+    cmd = [ROOT / ".tools" / "bin" / "helm", "template", "mlflow-kserve", ROOT / "charts" / "mlflow-kserve-runtime",
+           "-f", ROOT / "ci" / "e2e-runtime-values.yaml"]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout) if d]
+    csc, csr = (
+        next(d for d in docs if d["kind"] == kind) for kind in ("ClusterStorageContainer", "ClusterServingRuntime")
+    )
+    isvc = yaml.safe_load((ROOT / "examples" / "kserve-native" / "inferenceservice.yaml").read_text())
+    built = kserve_pod.predictor_pod(isvc, cluster_runtimes=[csr], storage_containers=[csc])
+    changed = e2e_pod.differences(built, e2e_pod.localize(built, 18080))
+    assert changed and all(e2e_pod.allowed(path) for path in changed), changed
+
+
 def test_an_unlisted_patch_is_caught() -> None:
     isvc = _isvc()
     local = e2e_pod.local_pod(isvc, 18080)

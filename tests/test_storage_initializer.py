@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from mlflow_kserve import storage_initializer
 from mlflow_kserve.errors import ConfigError
+from mlflow_kserve.fetch import fetch_model
 from support.cli import last_error, mlflow_kserve
-from support.services import S3
+from support.models import build
+from support.services import S3, artifact_http_server
 
 # What the runtime chart's env fieldRefs carry: one variable per annotation (empty when absent).
 ANNOTATION = "MLFLOW_KSERVE_ANNOTATION_{}"
@@ -105,3 +107,16 @@ def test_kserve_arguments_and_annotations_build_the_layout_the_server_reads(
     assert report["packages"]["roman"] == "4.2" and "pyyaml" in report["packages"]
     assert (dest / ".env" / "venv" / "bin" / "python").exists()
     assert sorted(p.name for p in dest.iterdir()) == [".env", "model", "model-settings.json"]
+
+
+def test_mlflow_artifacts_uris_are_fetched_through_the_artifact_proxy(tmp_path: Path) -> None:
+    """`mlflow-artifacts:` (claimed by the runtime chart instead of the ambiguous mlflow+https://) goes to MLflow's
+    artifact proxy: here a real HTTP server speaking its API, in both forms MLflow accepts (MLflow wants an http(s)
+    tracking URI for either: the runtime chart's mlflow.trackingUri)."""
+    source = build("sklearn-columns").path
+    with artifact_http_server(source.parent) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", server.base)
+        host = server.base.removeprefix("http://")
+        fetch_model(f"mlflow-artifacts://{host}/{source.name}", tmp_path / "a", retries=0)
+        fetch_model(f"mlflow-artifacts:/{source.name}", tmp_path / "b", retries=0)
+    assert (tmp_path / "a" / "MLmodel").is_file() and (tmp_path / "b" / "MLmodel").is_file()

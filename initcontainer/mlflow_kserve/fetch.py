@@ -259,7 +259,8 @@ def _normalize(uri: str) -> str:
 
 
 def _is_local(uri: str) -> bool:
-    return uri.startswith("file://") or ("://" not in uri and not uri.startswith(("models:/", "runs:/")))
+    remote = ("models:/", "runs:/", "mlflow-artifacts:")  # MLflow's schemes, with or without "//"
+    return uri.startswith("file://") or ("://" not in uri and not uri.startswith(remote))
 
 
 def _count(root: Path) -> tuple[int, int]:
