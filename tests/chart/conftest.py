@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,21 @@ def render(values: Path, *extra: str, chart: Path = CHART) -> list[dict[str, Any
     proc = helm_template(values, "helm", *extra, chart=chart)
     assert proc.returncode == 0, proc.stderr
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def yamllint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """chart-testing's yamllint rules (ci/lintconf.yaml) over ``paths``."""
+    linter = Path(sys.executable).with_name("yamllint")
+    return subprocess.run([linter, "-c", ROOT / "ci" / "lintconf.yaml", *paths], capture_output=True, text=True)
+
+
+def checkov(directory: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """checkov over the manifests in ``directory`` with ci/<config> (its skips, each with its reason)."""
+    return subprocess.run(
+        [tool("checkov"), "--config-file", ROOT / "ci" / config, "--directory", directory, "--compact",
+         "--skip-download", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
 
 
 @pytest.fixture(params=SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))

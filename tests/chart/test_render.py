@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from .conftest import CHART, ROOT, SCENARIOS, render, tool
+from .conftest import CHART, ROOT, SCENARIOS, render, tool, yamllint
 from .crds import CRD_FILES, crd_schema
 
 K8S_VERSIONS = ["1.29.0", latest_version()]
@@ -77,11 +76,7 @@ def test_yamllint_clean(scenario: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "rendered.yaml"
     out.write_text(helm_template(scenario).stdout)
-    proc = subprocess.run(
-        [Path(sys.executable).with_name("yamllint"), "-c", ROOT / "ci" / "lintconf.yaml", out, CHART / "values.yaml",
-         scenario],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    proc = yamllint(out, CHART / "values.yaml", scenario)
     assert proc.returncode == 0, proc.stdout
 
 

@@ -20,7 +20,7 @@ from kubernetes_validate.utils import latest_version
 from mlflow_kserve import cli, options, storage_initializer
 from mlflow_kserve.settings import Settings
 
-from .conftest import ROOT, RUNTIME_CHART, RUNTIME_SCENARIOS, helm_template, render, tool
+from .conftest import ROOT, RUNTIME_CHART, RUNTIME_SCENARIOS, checkov, helm_template, render, tool, yamllint
 from .crds import crd_schema
 
 sys.path.insert(0, str(ROOT / "ci"))
@@ -84,11 +84,7 @@ def test_containers_and_volumes_match_kubernetes_schemas(runtime_scenario: Path,
 def test_yamllint_clean(runtime_scenario: Path, tmp_path: Path) -> None:
     out = tmp_path / "rendered.yaml"
     out.write_text(helm_template(runtime_scenario, chart=RUNTIME_CHART).stdout)
-    proc = subprocess.run(
-        [Path(sys.executable).with_name("yamllint"), "-c", ROOT / "ci" / "lintconf.yaml", out,
-         RUNTIME_CHART / "values.yaml", runtime_scenario],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    proc = yamllint(out, RUNTIME_CHART / "values.yaml", runtime_scenario)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -226,9 +222,5 @@ def test_checkov_reports_no_failed_check_on_the_pods_kserve_builds(tmp_path: Pat
         named = {**EXAMPLE, "metadata": meta, "spec": {"predictor": {"model": model}}}
         pod = kserve_pod.predictor_pod(named, cluster_runtimes=[csr], storage_containers=[csc])
         (tmp_path / f"{scenario.stem}.yaml").write_text(yaml.safe_dump(pod))
-    proc = subprocess.run(
-        [tool("checkov"), "--config-file", ROOT / "ci" / "checkov-runtime.yaml", "--directory", tmp_path, "--compact",
-         "--skip-download", "--quiet"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = checkov(tmp_path, "checkov-runtime.yaml")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]

@@ -5,7 +5,6 @@ variables `mlflow-kserve init` reads."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 from mlflow_kserve import cli
 from mlflow_kserve.settings import Settings
 
-from .conftest import CHART, ROOT, RUNTIME_CHART, SCENARIOS, helm_template, render, tool
+from .conftest import CHART, RUNTIME_CHART, SCENARIOS, checkov, helm_template, render
 
 BAD = sorted((Path(__file__).parent / "bad-values").glob("*.yaml"))
 RUNTIME_BAD = sorted((Path(__file__).parent / "runtime-bad-values").glob("*.yaml"))
@@ -168,9 +167,5 @@ def test_gpu_scenario_requests_the_gpu() -> None:
 def test_checkov_reports_no_failed_check(tmp_path: Path) -> None:
     for values in SCENARIOS:
         (tmp_path / f"{values.stem}.yaml").write_text(helm_template(values).stdout)
-    proc = subprocess.run(
-        [tool("checkov"), "--config-file", ROOT / "ci" / "checkov.yaml", "--directory", tmp_path, "--compact",
-         "--skip-download", "--quiet"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = checkov(tmp_path, "checkov.yaml")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
