@@ -323,6 +323,7 @@ def main() -> int:
             except Exception as exc:  # the registry did not start: reported like a failed scenario
                 error = f"{type(exc).__name__}: {exc}"[-1500:]
                 results.append({"scenario": "7-9 KServe-native", "result": "FAIL", "error": error})
+                print(json.dumps(results[-1]))
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
     print(f"\nimage build s (init+server): {build_s}")
