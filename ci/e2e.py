@@ -195,7 +195,7 @@ def run_native_scenarios(s3: S3, work: Path, endpoint: str, uris: dict[str, str]
                          extra: Any) -> list[dict[str, Any]]:  # fmt: skip
     """Scenarios 7-9, with a real `mlflow server` (sqlite registry, artifacts in the moto bucket) for models:/."""
     rows = []
-    with mlflow_server(s3, work) as registry:
+    with mlflow_server(s3, work, startup_seconds=900) as registry:  # measured: over 5 min on a loaded 2-core machine
         alias = register(registry, s3, "e2e-native", columns.path)
         csc, csr = render_runtime(work, registry.tracking_uri.replace("127.0.0.1", "10.0.2.2"), endpoint)
         for title, pod, expected, want_code, packages in native_scenarios(

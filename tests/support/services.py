@@ -94,7 +94,7 @@ class Registry:
 
 
 @contextmanager
-def mlflow_server(s3: S3, workdir: Path) -> Iterator[Registry]:
+def mlflow_server(s3: S3, workdir: Path, startup_seconds: float = 600) -> Iterator[Registry]:
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     log = open(workdir / "mlflow-server.log", "w")
@@ -111,7 +111,7 @@ def mlflow_server(s3: S3, workdir: Path) -> Iterator[Registry]:
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{uri}/health", proc, 600, workdir / "mlflow-server.log")  # a loaded 2-core machine: 4 min seen
+        _wait_for(f"{uri}/health", proc, startup_seconds, workdir / "mlflow-server.log")
         yield Registry(uri)
     finally:
         stop(proc)
