@@ -138,17 +138,26 @@ def test_include_of_a_missing_file_exits_4(tmp_path: Path) -> None:
     assert e.value.exit_code == 4
 
 
-@pytest.mark.parametrize("line", ["-r ../outside.txt", "-c ../outside.txt", "-r {abs}", "-r linked.txt"])
+@pytest.mark.parametrize("line", ["-r ../outside.txt", "-c ../outside.txt", "-r {abs}"])
 def test_include_escaping_the_model_dir_is_recorded_not_read(tmp_path: Path, line: str) -> None:
     (tmp_path / "outside.txt").write_text("requests\n")
     root = write_model(tmp_path / "model", "mlflow==3.17.2\n" + line.format(abs=tmp_path / "model/../outside.txt"))
-    (root / "linked.txt").symlink_to(tmp_path / "outside.txt")
     env = env_of(root)
     assert [line.kind for line in env.lines] == ["requirement", "external-include"]
     assert env.lines[1].target == tmp_path / "outside.txt"
     followed = env_of(root, follow_external=True)
     assert [line.kind for line in followed.lines][:2] == ["requirement", "external-include"]
     assert followed.lines[2].text == "requests"
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["default", "external-include-allowed"])
+def test_include_of_a_link_leaving_the_model_dir_exits_4_naming_the_link(tmp_path: Path, follow: bool) -> None:
+    (tmp_path / "outside.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    root = write_model(tmp_path / "model", "mlflow==3.17.2\n-r linked.txt\n")
+    (root / "linked.txt").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(NotServableError, match=r"linked\.txt is a symbolic link that leaves the model directory") as e:
+        env_of(root, follow_external=follow)
+    assert e.value.exit_code == 4 and "root:x" not in str(e.value)
 
 
 def test_include_by_url_is_external_and_never_downloaded(tmp_path: Path) -> None:

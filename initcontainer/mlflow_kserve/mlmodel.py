@@ -7,24 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from packaging.version import InvalidVersion, Version
 
 from mlflow_kserve.errors import NotServableError
+from mlflow_kserve.modelfiles import check_shape, inside, load_yaml, present, quote, read_yaml, shorten, type_name
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps floats as text: ``python: 3.10`` is Python 3.10, not the number 3.1."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_yaml(text: str) -> Any:
-    """Parse MLflow's YAML files (MLmodel, python_env.yaml, conda.yaml); raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+__all__ = ["ModelInfo", "load_yaml", "read_mlmodel"]
 
 
 @dataclass(frozen=True)
@@ -44,61 +32,84 @@ class ModelInfo:
 
 def read_mlmodel(model_dir: Path) -> ModelInfo:
     """Parse ``model_dir/MLmodel``; NotServableError (exit 4) when missing, unreadable or not pyfunc."""
-    path = model_dir / "MLmodel"
-    if not path.is_file():
+    if not model_dir.is_dir() or not present(model_dir, "MLmodel"):
         raise NotServableError(
             f"no MLmodel file in the fetched model ({_listing(model_dir)})",
             "point the model URI at the directory that holds MLmodel (the logged model's root)",
         )
-    try:
-        data = load_yaml(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise NotServableError(
-            f"MLmodel is not readable YAML ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-            "log the model again with MLflow",
-        ) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
+    data = read_yaml(model_dir, "MLmodel")
+    if not isinstance(data.get("flavors"), dict):
         raise NotServableError("MLmodel has no 'flavors' mapping", "log the model again with MLflow")
     flavors = data["flavors"]
     pyfunc = flavors.get("python_function")
     if not isinstance(pyfunc, dict):
+        names = shorten(", ".join(map(str, flavors)) or "none")
         raise NotServableError(
-            f"the model has no python_function flavor (flavors: {', '.join(map(str, flavors)) or 'none'}); "
-            "MLServer serves models through pyfunc",
+            f"the model has no python_function flavor (flavors: {names}); MLServer serves models through pyfunc",
             "log it with a flavor that supports pyfunc, or wrap it in a mlflow.pyfunc.PythonModel",
         )
-    inputs = None
-    signature = data.get("signature")
-    if isinstance(signature, dict) and isinstance(signature.get("inputs"), str):
-        try:
-            inputs = json.loads(signature["inputs"])
-        except json.JSONDecodeError:
-            inputs = None
+    mlflow_version = _text(data, "mlflow_version")
+    if mlflow_version is not None:
+        _check_version(mlflow_version)
     return ModelInfo(
         path=model_dir,
-        mlflow_version=_text(data.get("mlflow_version")),
+        mlflow_version=mlflow_version,
         flavors=tuple(map(str, flavors)),
-        loader_module=_text(pyfunc.get("loader_module")),
-        python_version=_text(pyfunc.get("python_version")),
-        env=_env(pyfunc.get("env")),
-        signature_inputs=inputs if isinstance(inputs, list) else None,
-        model_uuid=_text(data.get("model_uuid")),
-        run_id=_text(data.get("run_id")),
-        artifact_path=_text(data.get("artifact_path")),
-        model_id=_text(data.get("model_id")),
+        loader_module=_text(pyfunc, "loader_module", "python_function."),
+        python_version=_text(pyfunc, "python_version", "python_function."),
+        env=_env(model_dir, pyfunc.get("env")),
+        signature_inputs=_signature_inputs(data.get("signature")),
+        model_uuid=_text(data, "model_uuid"),
+        run_id=_text(data, "run_id"),
+        artifact_path=_text(data, "artifact_path"),
+        model_id=_text(data, "model_id"),
     )
 
 
-def _text(value: Any) -> str | None:
+def _text(data: dict[str, Any], key: str, prefix: str = "") -> str | None:
+    """A scalar of MLmodel as text; a list or mapping where MLflow writes text is not MLflow's MLmodel."""
+    value = data.get(key)
+    if isinstance(value, (dict, list)):
+        raise NotServableError(
+            f"MLmodel's {prefix}{key} is a {type_name(value)}, not text", "log the model again with MLflow"
+        )
     return str(value) if value not in (None, "") else None
 
 
-def _env(value: Any) -> dict[str, str]:
+def _check_version(text: str) -> None:
+    try:
+        Version(text)
+    except InvalidVersion as exc:
+        raise NotServableError(
+            f"MLmodel's mlflow_version {quote(text)} is not a version", "log the model again with MLflow"
+        ) from exc
+
+
+def _signature_inputs(signature: Any) -> list[Any] | None:
+    """The signature's inputs (JSON text inside the YAML), or None when absent or not a JSON list."""
+    if not isinstance(signature, dict) or not isinstance(signature.get("inputs"), str):
+        return None
+    try:
+        inputs = json.loads(signature["inputs"])
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(inputs, list):
+        return None
+    check_shape(inputs, "MLmodel's signature")
+    return inputs
+
+
+def _env(model_dir: Path, value: Any) -> dict[str, str]:
+    """python_function.env: file names of the environment files (anything but text is ignored), each inside
+    the model directory: a model naming /etc/shadow as its conda file is refused, read or not."""
     if isinstance(value, str):  # MLflow < 2 wrote a conda file name only
-        return {"conda": value}
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items() if v}
-    return {}
+        value = {"conda": value}
+    if not isinstance(value, dict):
+        return {}
+    env = {str(k): v for k, v in value.items() if isinstance(v, str) and v}
+    for key, name in env.items():
+        inside(model_dir, name, f"MLmodel's python_function.env.{key}")
+    return env
 
 
 def _listing(model_dir: Path) -> str:

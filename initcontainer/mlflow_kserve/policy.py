@@ -1,8 +1,9 @@
 """The dependency policy (DESIGN.md): requirement lines are data from the model's author, not commands.
 
-Index options, -e, VCS / URL / local-path requirements and includes outside the model directory are rejected
-(exit 5) unless the operator allows them; a model logged with another Python minor warns, or fails under
-the strict Python policy.
+Index options (a line of their own, or after a requirement: pip applies both to the whole install), -e,
+VCS / URL / local-path requirements and includes outside the model directory are rejected (exit 5) unless the
+operator allows them; any other option after a requirement (only --hash is accepted there) is rejected always.
+A model logged with another Python minor warns, or fails under the strict Python policy.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> Polic
     index_options: list[str] = []
     warnings: list[str] = []
     for line in env.lines:
+        if line.kind == "requirement-option":
+            raise PolicyError(
+                f"{line.source}: {line.shown} is an option on a requirement line; only --hash is accepted there",
+                "remove the option from the model's requirement line (indexes come only from the operator)",
+            )
         if line.kind in RULES:
             allowance, what = RULES[line.kind]
             if allowance not in allow:
                 raise PolicyError(
-                    f"{line.source}: {line.text!r} {what}",
+                    f"{line.source}: {line.shown} {what}",
                     f"remove the line from the model, or allow it with --allow {allowance} "
                     f"(MLFLOW_KSERVE_ALLOW, chart: dependencies.allow)",
                 )
@@ -60,7 +66,7 @@ def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> Polic
         elif line.kind == "constraint":
             constraints.append(line.text)
         else:
-            warnings.append(f"{line.source}: ignored option {line.text!r}")
+            warnings.append(f"{line.source}: ignored option {line.shown}")
     if env.conda_only:
         warnings.append(
             f"conda-only packages in {env.source} are not installed (pip environment): " + ", ".join(env.conda_only)
