@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# The scheme's length is bounded: unbounded, each letter of a long word starts a scan to its end (200,000
+# letters took 129 s).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<userinfo>[^/@\s]+)@")
+MAX_MESSAGE = 2000  # characters of a message shown; the rest is cut (a model's line can be 200,000)
 # Query parameters that carry secrets (presigned URLs, SAS tokens), plain or URL-encoded inside another URL.
 _SECRET_QUERY = re.compile(
     r"(?i)(?P<key>(?:x-amz-)?(?:signature|credential|security-token|token|sig|password|secret|key)(?:=|%3D))"
@@ -35,8 +38,10 @@ class MlflowKserveError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        text = self.message if not self.hint else f"{self.message}; fix: {self.hint}"
-        return redact(" ".join(text.split()))
+        message = redact(" ".join(self.message.split()))  # redacted before it is cut: no half-hidden secret
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "…"
+        return message if not self.hint else f"{message}; fix: {redact(' '.join(self.hint.split()))}"
 
 
 class ConfigError(MlflowKserveError):

@@ -17,16 +17,12 @@ from typing import Protocol
 from mlflow_kserve import procs
 from mlflow_kserve.errors import ConfigError, InstallError
 from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.tool_failures import index_or_disk_failure
 from mlflow_kserve.tools import pip_env, uv_binary, uv_env
 
 # Same trick as uv's relocatable scripts: find python next to the script, wherever the venv now lives.
 RELOCATABLE_SHEBANG = "#!/bin/sh\n'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")\"/'python' \"$0\" \"$@\"\n' '''\n"
 _PROGRESS = re.compile(r"^\s*(Resolved|Prepared|Installed|Bytecode compiled|Downloading|Successfully|Collecting)")
-_NETWORK = re.compile(
-    r"Failed to fetch|error sending request|Connection refused|dns error|timed out|Max retries exceeded|"
-    r"NewConnectionError|Could not fetch URL|HTTP status server error|certificate verify failed",
-    re.IGNORECASE,
-)
 _HASH = re.compile(r"hash mismatch|THESE PACKAGES DO NOT MATCH THE HASHES|Hash mismatch", re.IGNORECASE)
 
 
@@ -110,11 +106,9 @@ def _check(result: procs.Result, tool: str) -> None:
             f"{tool} install failed: a downloaded file does not match the lock's hash ({_last(result)})",
             "the index serves different files than when locked: re-run init to re-lock, check index mirrors",
         )
-    if _NETWORK.search(text):
-        raise InstallError(
-            f"package index unreachable while installing ({tool}): {_last(result)}",
-            "check --index-url / PIP_INDEX_URL / UV_INDEX_URL, network policy and the CA bundle (SSL_CERT_FILE)",
-        )
+    failure = index_or_disk_failure(text, tool, "installing")
+    if failure is not None:
+        raise failure
     raise InstallError(
         f"{tool} install failed: {_last(result)}",
         "see the log above; a package without a wheel for this Python needs a compiler: pin one with a wheel",

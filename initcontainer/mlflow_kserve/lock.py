@@ -2,7 +2,8 @@
 
 uv (`uv pip compile --generate-hashes`) for the default installer, pip-tools (`pip-compile --generate-hashes`)
 for ``--installer pip``. Failures are classified: a conflict is ConflictError (exit 6, naming what uv/pip said
-is in conflict); an unreachable index or a failed build is InstallError (exit 7).
+is in conflict); the index's and the disk's failures are classified by tool_failures; a failed build is
+InstallError (exit 7).
 """
 
 from __future__ import annotations
@@ -19,15 +20,10 @@ from mlflow_kserve import procs
 from mlflow_kserve.errors import ConflictError, InstallError
 from mlflow_kserve.files import write_atomic
 from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.tool_failures import index_or_disk_failure
 from mlflow_kserve.tools import pip_env, uv_binary, uv_env
 
 _PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
-_NETWORK = re.compile(
-    r"Failed to fetch|error sending request|Connection refused|dns error|failed to lookup address|"
-    r"timed out|Max retries exceeded|NewConnectionError|ConnectTimeout|Could not fetch URL|"
-    r"HTTP status server error|status code 5\d\d|certificate|SSL",
-    re.IGNORECASE,
-)
 CONFLICT_HINT = "relax the conflicting pins in the model's requirements, or pass --constraint to choose versions"
 _BUILD = re.compile(r"Failed to build|Failed to prepare distributions|metadata-generation-failed", re.I)
 
@@ -110,18 +106,18 @@ def resolve(request: LockRequest, installer: str, cache_dir: Path | None = None)
 def _classify(result: procs.Result, installer: str) -> Exception:
     text = result.output
     lines = result.lines
-    if _NETWORK.search(text) and "Because" not in text:
-        where = next((ln for ln in lines if "http" in ln), lines[-1] if lines else "")
-        return InstallError(
-            f"package index unreachable while resolving ({installer}): {_cause(where)}",
-            "check --index-url / PIP_INDEX_URL / UV_INDEX_URL, network policy and the CA bundle (SSL_CERT_FILE)",
-        )
+    failure = index_or_disk_failure(text, installer, "resolving")
+    if failure is not None:
+        return failure
     if _BUILD.search(text):
         return InstallError(
             f"a package failed to build while resolving ({installer}): {_cause(lines[-1] if lines else '')}",
             "pin a version with a wheel for this Python, or add build dependencies via --extra-requirement",
         )
-    return ConflictError(_conflict(lines), installer, CONFLICT_HINT)
+    hint = CONFLICT_HINT
+    if installer == "pip" and "(from versions: none)" in text:  # pip-compile prints no HTTP errors
+        hint += "; 'versions: none' can also mean the index did not answer or refused access: check it"
+    return ConflictError(_conflict(lines), installer, hint)
 
 
 def _cause(line: str) -> str:
