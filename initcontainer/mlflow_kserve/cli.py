@@ -1,19 +1,31 @@
 """The thin CLI: parse options into Settings, hand off to pipeline/runner, map errors to exit codes.
 
-This is the only module that prints errors or exits.
+This is the only module that prints errors or exits. Every way out is one line on stderr and a documented
+exit code: the domain errors' own (2–8); an unexpected exception becomes 1 (its traceback only with
+--log-level debug), disk full during install 7; SIGTERM 143 and SIGINT 130, after the children are stopped and
+temporary folders removed.
 """
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
-from typing import Any
+import traceback
+from types import FrameType
+from typing import Any, NoReturn
 
 import click
 
 from mlflow_kserve import __version__, options
-from mlflow_kserve.errors import ConfigError, MlflowKserveError
+from mlflow_kserve.envdir import claim
+from mlflow_kserve.errors import ConfigError, InstallError, MlflowKserveError
 from mlflow_kserve.logs import configure_logging, get_logger
 from mlflow_kserve.settings import Settings
+
+
+class Terminated(BaseException):
+    """SIGTERM (the kubelet stopping the pod, or a user): unwinds like Ctrl-C, so cleanups run."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -29,7 +41,8 @@ def init(**kwargs: Any) -> None:
     settings = _settings(kwargs)
     from mlflow_kserve import pipeline
 
-    pipeline.init(settings)
+    with claim(settings.env_dir):
+        pipeline.init(settings)
 
 
 @cli.command("storage-initializer")
@@ -61,7 +74,8 @@ def check(json_output: bool, **kwargs: Any) -> None:
     settings = _settings(kwargs)
     from mlflow_kserve import pipeline, report
 
-    result = pipeline.check(settings)
+    with claim(settings.env_dir):
+        result = pipeline.check(settings)
     click.echo(report.plan_json(result) if json_output else report.plan_table(result))
 
 
@@ -105,6 +119,7 @@ def _settings(kwargs: dict[str, Any]) -> Settings:
 
 def main() -> None:
     log = get_logger()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -117,7 +132,47 @@ def main() -> None:
         exc.show()
         sys.exit(2)
     except MlflowKserveError as exc:
-        log.error(str(exc), extra={"exit_code": exc.exit_code, "error": type(exc).__name__})
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        _fail(exc)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)
+        log.error("stopped by %s; nothing is left looking ready, a new run starts over", name)
+        sys.exit(code)
+    except Exception as exc:  # a bug, or the machine: still one line and a documented code
+        log.debug("%s", traceback.format_exc())
+        _fail(_unexpected(exc))
+
+
+def _fail(exc: MlflowKserveError) -> NoReturn:
+    get_logger().error(str(exc), extra={"exit_code": exc.exit_code, "error": type(exc).__name__})
+    sys.exit(exc.exit_code)
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    from mlflow_kserve import procs
+
+    procs.stop_all()
+    raise Terminated(signum)
+
+
+class UnexpectedError(MlflowKserveError):
+    """An exception no step turned into a domain error."""
+
+    exit_code = 1
+
+
+def _unexpected(exc: Exception) -> MlflowKserveError:
+    what = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InstallError(
+            f"no space left on device ({what})",
+            "give the volume more room: --env-dir (chart: volumes.envSizeLimit), --models-dir "
+            "(volumes.modelsSizeLimit) or the cache (cache.size)",
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ConfigError(
+            f"cannot write where told to ({what})", "make --models-dir, --env-dir and --cache-dir writable"
+        )
+    return UnexpectedError(
+        f"unexpected error ({what})",
+        "run again (a new run starts over); if it fails again, report it with the output of --log-level debug",
+    )

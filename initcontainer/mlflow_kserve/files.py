@@ -25,6 +25,17 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def discard(path: Path) -> None:
+    """``remove``, best-effort: a leftover another process may still write into goes as far as it can."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+
+
 def dir_bytes(path: Path) -> int:
     """Total size of the files under ``path``, each hard-linked file once (`du` in C: a Python walk of a
     20,000-file venv took seconds in a container)."""

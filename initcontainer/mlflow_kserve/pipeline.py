@@ -18,9 +18,10 @@ from packaging.utils import canonicalize_name
 from mlflow_kserve import __version__
 from mlflow_kserve.backends import Chosen, choose
 from mlflow_kserve.configure import model_settings, write_json, write_server_package
+from mlflow_kserve.envdir import build_dir, clear_leftovers, scratch_dir
 from mlflow_kserve.errors import ConfigError, ConflictError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
-from mlflow_kserve.files import dir_bytes, remove
+from mlflow_kserve.files import dir_bytes, discard
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.installers import make_installer
 from mlflow_kserve.interpreter import Interpreter, probe
@@ -33,7 +34,6 @@ from mlflow_kserve.settings import Settings
 from mlflow_kserve.verify import compile_bytecode, verify_model
 
 log = get_logger()
-SCRATCH = ".tool-cache"  # under --env-dir: the installers' cache when there is no --cache-dir
 
 
 @dataclass
@@ -58,7 +58,7 @@ def check(settings: Settings) -> Prepared:
     try:
         return _prepare(settings, {})
     finally:
-        remove(settings.env_dir / SCRATCH)
+        discard(scratch_dir(settings.env_dir))
 
 
 def init(settings: Settings) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def init(settings: Settings) -> dict[str, Any]:
             prepared = _relock(prepared, slim=False, timings=timings)
             cache_hit = _install(prepared, cache, timings)
     finally:
-        remove(settings.env_dir / SCRATCH)
+        discard(scratch_dir(settings.env_dir))
     with step("configure", timings):
         write_json(settings.model_settings_file, model_settings(
             settings.name, settings.model_dir, settings.models_dir,
@@ -202,10 +202,12 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
                 compile_bytecode(path)
 
     if cache is None:
-        tmp = settings.env_dir / ".venv-build"
-        remove(tmp)
-        build(tmp)
-        tmp.rename(settings.venv_dir)
+        tmp = build_dir(settings.env_dir)
+        try:
+            build(tmp)
+            tmp.rename(settings.venv_dir)
+        finally:
+            discard(tmp)  # a failed build; nothing once renamed
         return False
 
     from mlflow_kserve.cache import EnvCache, model_digest
@@ -237,10 +239,9 @@ def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
     for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
         path.unlink(missing_ok=True)
-    leftovers = (settings.venv_dir, settings.server_lib, settings.env_dir / ".venv-build", settings.env_dir / SCRATCH)
-    for leftover in leftovers:
-        remove(leftover)
+    discard(settings.server_lib)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(settings.env_dir, settings.venv_dir)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -257,7 +258,7 @@ def _tool_cache(settings: Settings, cache: Any) -> Path:
     scratch cache beside the venv, removed when done: the install reuses what the lock step fetched, and uv
     hard-links from it instead of copying 120 packages (the venv and the scratch share the env volume)."""
     if cache is None:
-        return settings.env_dir / SCRATCH
+        return scratch_dir(settings.env_dir)
     return cache.uv_cache_dir if settings.installer == "uv" else Path(settings.cache_dir) / "pip"
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_kserve.logs import get_logger
+
+_live: set[subprocess.Popen[str]] = set()  # children running now, for stop_all()
+_live_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ def run(
         text=True,
         errors="replace",
     )
+    with _live_lock:
+        _live.add(proc)
     captured: list[str] = []
     assert proc.stdout is not None
     try:
@@ -66,4 +73,17 @@ def run(
         proc.kill()
         proc.wait()
         raise
+    finally:
+        with _live_lock:
+            _live.discard(proc)
     return Result(returncode, "\n".join(captured))
+
+
+def stop_all() -> None:
+    """SIGKILL every child still running (uv, pip, the verify step's pythons): when this process is told to
+    stop, nothing it started keeps writing into the env dir. Safe in a signal handler: it only sends signals."""
+    for proc in list(_live):
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except OSError:
+            pass

@@ -22,6 +22,7 @@ from typing import Any
 
 from mlflow_kserve import pipeline
 from mlflow_kserve.configure import SERVER_PACKAGE
+from mlflow_kserve.envdir import claim
 from mlflow_kserve.errors import VerifyError
 from mlflow_kserve.logs import get_logger
 from mlflow_kserve.serving_stack import LABELS
@@ -45,9 +46,10 @@ def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int
         models_dir=str(slot / "models"),
         env_dir=str(slot / "env"),
     )
-    report = pipeline.init(settings)
-    backend = report["backend"]["name"]
-    return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+    with claim(settings.env_dir):  # held while serving too: a second `run` of this model must not rebuild under it
+        report = pipeline.init(settings)
+        backend = report["backend"]["name"]
+        return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
 
 
 def server_command(
