@@ -4,10 +4,15 @@ Any URI MLflow understands: s3://, gs://, wasbs:// / abfss://, http(s)://, a pat
 models:/<name>/<version>, models:/<name>@<alias>, runs:/<run_id>/<path>. Transient errors are retried
 with backoff; a missing or denied object is not. Downloads land in a temp dir beside ``dest`` and are
 renamed into place, so an interrupted fetch never leaves a model that looks complete.
+
+A model is refused (exit 4, modelfiles.check_links) when it holds a symbolic link leaving it (a local model is
+checked before it is copied: the copy follows links), or when one of its artifact paths would land outside the
+model directory ('..' in an S3 key or a registry's artifact path: MLflow refuses to write it).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -19,8 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow_kserve.errors import FetchError, redact
+from mlflow_kserve.errors import FetchError, MlflowKserveError, NotServableError, redact
 from mlflow_kserve.logs import get_logger
+from mlflow_kserve.modelfiles import check_links
 
 log = get_logger()
 
@@ -65,6 +71,8 @@ _TEXT = {
         re.IGNORECASE,
     ),
 }
+# MLflow's refusal of an artifact path that would land outside the download directory (mlflow/utils/uri.py).
+_ESCAPE = re.compile(r"^Invalid path\b|resolved path is outside the artifact directory")
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ def fetch_model(
         try:
             with client_retries.applied(), _progress(tmp, progress_seconds):
                 _download(source, tmp)
+            check_links(tmp / "artifacts")
             root = _model_root(tmp, uri)
             files, size = _count(root)
             if dest.exists():
@@ -148,7 +157,7 @@ def fetch_model(
                 extra={"step": "fetch", "files": files, "bytes": size, "attempts": attempt + 1},
             )  # fmt: skip
             return FetchResult(dest, files, size)
-        except FetchError:
+        except MlflowKserveError:
             raise
         except Exception as exc:  # MLflow, boto3, google and azure SDKs raise many types
             kind, cause = _classify(exc)
@@ -167,8 +176,8 @@ def fetch_model(
 
 
 def classify(exc: BaseException) -> str:
-    """'not-found', 'denied', 'transient' or 'other': HTTP status or SDK error code anywhere in the exception
-    chain first, then the messages' text."""
+    """'disk-full', 'escape' (an artifact path leaving the download dir), 'not-found', 'denied', 'transient' or
+    'other': HTTP status or SDK error code anywhere in the exception chain first, then the messages' text."""
     return _classify(exc)[0]
 
 
@@ -180,6 +189,11 @@ def _classify(exc: BaseException) -> tuple[str, BaseException]:
     while seen is not None and len(chain) < 8 and seen not in chain:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk-full", item
+        if _ESCAPE.search(str(item)):
+            return "escape", item
     for item in reversed(chain):
         status, code = _status(item), _code(item)
         for kind, codes in _CODES.items():
@@ -227,6 +241,7 @@ def _download(source: str, tmp: Path) -> None:
             raise FileNotFoundError(f"No such file or directory: {path}")
         target = tmp / "artifacts"
         if path.is_dir():
+            check_links(path)
             shutil.copytree(path, target, symlinks=False)
         else:
             target.mkdir()
@@ -308,8 +323,19 @@ def _short(exc: BaseException) -> str:
     return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
 
 
-def _error(uri: str, exc: BaseException, kind: str, attempts: int) -> FetchError:
+def _error(uri: str, exc: BaseException, kind: str, attempts: int) -> MlflowKserveError:
     where = redact(uri)
+    if kind == "escape":
+        return NotServableError(
+            f"an artifact path under {where} escapes the model directory ('..' in an S3 key, a registry's artifact "
+            f"path or the URI); nothing was written outside it ({_short(exc)})",
+            "remove or rename the object whose key holds '..' in the store (or fix the URI), then log the model again",
+        )
+    if kind == "disk-full":
+        return FetchError(
+            f"no space left on device while fetching {where} ({_short(exc)})",
+            "give the models volume more room (chart: volumes.modelsSizeLimit; --models-dir)",
+        )
     if isinstance(exc, ModuleNotFoundError):
         return FetchError(
             f"could not fetch {where}: its store's client library is missing ({_short(exc)})",
