@@ -5,6 +5,7 @@ OCI registry (Debian's docker-registry, plain HTTP)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -108,6 +109,7 @@ def mlflow_server(s3: S3, workdir: Path, startup_seconds: float = 600) -> Iterat
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
+        start_new_session=True,  # its own process group: its job runner child is stopped with it
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -115,6 +117,7 @@ def mlflow_server(s3: S3, workdir: Path, startup_seconds: float = 600) -> Iterat
         yield Registry(uri)
     finally:
         stop(proc)
+        kill_group(proc.pid)
         log.close()
 
 
@@ -179,6 +182,14 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 30)
         proc.wait()
 
 
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group (children a server leaves behind when it stops)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _wait_for(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -234,11 +245,13 @@ class ArtifactServer:
 
 @contextmanager
 def artifact_http_server(
-    root: Path, *, fail_first: int = 0, status: int = 503, delay: float = 0.0
+    root: Path, *, fail_first: int = 0, status: int = 503, delay: float = 0.0, planted: tuple[str, ...] = ()
 ) -> Iterator[ArtifactServer]:
     """Serve the directory ``root`` the way ``mlflow server --serve-artifacts`` does (list: GET
     ``/api/2.0/mlflow-artifacts/artifacts?path=P`` -> {"files": [...]}; download: GET ``.../artifacts/P``),
-    answering the first ``fail_first`` requests with ``status`` instead, each file after ``delay`` seconds."""
+    answering the first ``fail_first`` requests with ``status`` instead, each file after ``delay`` seconds.
+    ``planted``: extra file paths listed at the top (e.g. ``../../evil.txt``, as a hostile server would),
+    each served as a few bytes."""
     state = ArtifactServer("")
 
     class Handler(BaseHTTPRequestHandler):
@@ -254,9 +267,11 @@ def artifact_http_server(
                 files = [
                     {"path": c.name, "is_dir": c.is_dir(), **({} if c.is_dir() else {"file_size": c.stat().st_size})}
                     for c in sorted(folder.iterdir())
-                ]
+                ] + [{"path": p, "is_dir": False, "file_size": 7} for p in (planted if not rel else ())]
                 return self._send(200, json.dumps({"files": files}).encode(), url.path)
             if url.path.startswith(ARTIFACTS_API + "/"):
+                if urllib.parse.unquote(url.path[len(ARTIFACTS_API) + 1 :]) in planted:
+                    return self._send(200, b"planted", url.path, "application/octet-stream")
                 target = (root / urllib.parse.unquote(url.path[len(ARTIFACTS_API) + 1 :])).resolve()
                 if target.is_file() and target.is_relative_to(root.resolve()):
                     time.sleep(delay)
@@ -276,6 +291,137 @@ def artifact_http_server(
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class FaultyServer:
+    """A running fault-injecting HTTP server: ``url``; ``requests`` lists every request path it received."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+    def count(self, fragment: str = "") -> int:
+        return sum(1 for path in self.requests if fragment in path)
+
+
+# How a failing package index answers every request (see package_index()).
+INDEX_MODES = ("status", "garbage-json", "hang", "slow-body")
+
+
+@contextmanager
+def package_index(mode: str, status: int = 500, max_path: int = 0) -> Iterator[FaultyServer]:
+    """A package index on 127.0.0.1 that never serves a package: every request gets ``status`` ("status"), a
+    PEP 691 JSON content type with bytes that are not JSON ("garbage-json"), no answer at all ("hang"), or
+    headers and then a body that stalls after a few bytes ("slow-body"). ``max_path``: longer request paths get
+    414 URI Too Long, as real servers answer a huge project name. ``url`` is the index (…/simple)."""
+    state = FaultyServer("")
+    stop_event = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            state.requests.append(self.path)
+            if max_path and len(self.path) > max_path:
+                return self._send(414, b"URI Too Long", "text/plain")
+            if mode == "hang":
+                stop_event.wait(600)
+                return None
+            if mode == "garbage-json":
+                return self._send(200, b"\x00\xffnot json{{", "application/vnd.pypi.simple.v1+json")
+            if mode == "slow-body":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b'{"meta": {"api-version": "1.0"}, ')
+                self.wfile.flush()
+                stop_event.wait(600)
+                return None
+            return self._send(status, f"<html><body>{status}</body></html>".encode(), "text/html")
+
+        def _send(self, code: int, body: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            if code == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="index"')
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/simple"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop_event.set()
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def failing_proxy(upstream: str, *, fail_first: int, status: int = 500) -> Iterator[FaultyServer]:
+    """An HTTP reverse proxy in front of ``upstream`` (the moto S3 server) that answers its first ``fail_first``
+    requests with ``status`` and an S3 ``InternalError`` body, then forwards every request unchanged (headers
+    and body: moto does not check signatures). ``url`` is the endpoint to give clients."""
+    state = FaultyServer("")
+    target = urllib.parse.urlsplit(upstream)
+    error = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+        b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            state.requests.append(f"{self.command} {self.path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if len(state.requests) <= fail_first:
+                return self._reply(status, [("Content-Type", "application/xml")], error)
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            try:
+                headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                payload = answer.read()
+                kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in ("transfer-encoding", "connection")]
+                self._reply(answer.status, kept, payload)
+            finally:
+                connection.close()
+
+        def _reply(self, code: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+            self.send_response(code)
+            for key, value in headers:
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
