@@ -17,10 +17,12 @@ from mlflow_kserve.modelfiles import shorten
 
 _DISK = re.compile(r"No space left on device|Disk quota exceeded|os error 28\b|os error 122\b", re.IGNORECASE)
 _DENIED = re.compile(
-    r"\((?P<status>40[13]) [A-Za-z ]+\)|lack of valid authentication credentials|returned a 403|"
-    r"(?P<pip>40[13]) Error, Credentials not correct|\b(?P<client>40[13]) Client Error",
+    r"\(40[13] [A-Za-z ]+\)|lack of valid authentication credentials|returned a 403|"
+    r"40[13] Error, Credentials not correct|\b40[13] Client Error",
     re.IGNORECASE,
 )
+_STATUS = re.compile(r"\b(40[13])\b")
+LINE_CHARS = 400  # of a tool's line quoted in a message
 _REJECTED = re.compile(
     r"HTTP status client error \((?P<status>4\d\d)[^)]*\) for url \((?P<url>[^)\s]*)\)|"
     r"builder error for url \((?P<bad>[^)\s]*)\)",
@@ -51,7 +53,8 @@ def index_or_disk_failure(output: str, tool: str, doing: str) -> MlflowKserveErr
         )
     denied = _DENIED.search(output)
     if denied:
-        status = denied.group("status") or denied.group("pip") or denied.group("client") or "401/403"
+        found = _STATUS.search(denied.group(0)) or _STATUS.search(output)
+        status = found.group(1) if found else "401/403"
         return InstallError(
             f"the package index refused access ({status}) while {doing} ({tool}): {_line(lines, _DENIED)}",
             "check the index credentials (user:token in --index-url, chart: dependencies.privateIndex.existingSecret)"
@@ -83,7 +86,7 @@ def _line(lines: list[str], pattern: re.Pattern[str]) -> str:
     """The most telling line: the last one matching ``pattern`` (uv prints the root cause last), cut short."""
     matching = [line for line in lines if pattern.search(line)] or lines[-1:]
     text = re.sub(r"^(?:error|cause|ERROR|WARNING|hint):\s*", "", matching[-1]) if matching else ""
-    return shorten(text)
+    return text if len(text) <= LINE_CHARS else f"{text[:LINE_CHARS]}… ({len(text):,} characters)"
 
 
 def _package(url: str) -> str:
