@@ -250,7 +250,7 @@ def artifact_http_server(
     """Serve the directory ``root`` the way ``mlflow server --serve-artifacts`` does (list: GET
     ``/api/2.0/mlflow-artifacts/artifacts?path=P`` -> {"files": [...]}; download: GET ``.../artifacts/P``),
     answering the first ``fail_first`` requests with ``status`` instead, each file after ``delay`` seconds.
-    ``planted``: extra file paths listed at the top (e.g. ``../../evil.txt``, as a hostile server would),
+    ``planted``: extra file names put in every listing (e.g. ``../../evil.txt``, as a hostile server would),
     each served as a few bytes."""
     state = ArtifactServer("")
 
@@ -267,7 +267,7 @@ def artifact_http_server(
                 files = [
                     {"path": c.name, "is_dir": c.is_dir(), **({} if c.is_dir() else {"file_size": c.stat().st_size})}
                     for c in sorted(folder.iterdir())
-                ] + [{"path": p, "is_dir": False, "file_size": 7} for p in (planted if not rel else ())]
+                ] + [{"path": p, "is_dir": False, "file_size": 7} for p in planted]
                 return self._send(200, json.dumps({"files": files}).encode(), url.path)
             if url.path.startswith(ARTIFACTS_API + "/"):
                 if urllib.parse.unquote(url.path[len(ARTIFACTS_API) + 1 :]) in planted:
