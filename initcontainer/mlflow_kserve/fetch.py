@@ -72,6 +72,7 @@ _TEXT = {
     ),
 }
 # MLflow's refusal of an artifact path that would land outside the download directory (mlflow/utils/uri.py).
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded")
 _ESCAPE = re.compile(r"^Invalid path\b|resolved path is outside the artifact directory")
 
 
@@ -190,7 +191,8 @@ def _classify(exc: BaseException) -> tuple[str, BaseException]:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     for item in chain:
-        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or _DISK_FULL.search(str(item)[:4000]):  # shutil.Error of a copy lists its OSErrors as text
             return "disk-full", item
         if _ESCAPE.search(str(item)):
             return "escape", item
