@@ -7,24 +7,41 @@ from __future__ import annotations
 
 import re
 
-# The scheme's length is bounded: unbounded, each letter of a long word starts a scan to its end (200,000
-# letters took 129 s).
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<userinfo>[^/@\s]+)@")
+# The userinfo of a URL's authority: ``user:password@`` or a token alone (``https://TOKEN@host``). The scheme's
+# length is bounded: unbounded, each letter of a long word starts a scan to its end (200,000 letters took 129 s).
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<userinfo>[^/@\s]+)@")
 MAX_MESSAGE = 2000  # characters of a message shown; the rest is cut (a model's line can be 200,000)
-# Query parameters that carry secrets (presigned URLs, SAS tokens), plain or URL-encoded inside another URL.
+# In Azure's URIs (``wasbs://container@account.blob.core.windows.net/...``) the userinfo names the container or
+# file system: a name the user needs to see ("container not found"), unless it has a password part.
+_NAMED_USERINFO_SCHEMES = {"wasbs://", "wasb://", "abfss://", "abfs://"}
+# Azure connection strings: ``AccountKey=<key>;`` and ``SharedAccessSignature=<SAS>;`` (up to the next ';').
+_CONNECTION_STRING_SECRET = re.compile(r"(?i)\b(?P<key>AccountKey|SharedAccessSignature)=[^;\s]+")
+# Query parameters that carry secrets (presigned URLs, SAS tokens' ``sig``), plain or URL-encoded inside another
+# URL; also ``NAME_TOKEN=``-style assignments.
 _SECRET_QUERY = re.compile(
     r"(?i)(?P<key>(?:x-amz-)?(?:signature|credential|security-token|token|sig|password|secret|key)(?:=|%3D))"
-    r"(?:[^&\s%]|%(?!26|2F|3F|3D)[0-9A-F]{2})+"
+    r"(?:[^&;\s%]|%(?!26|2F|3F|3D)[0-9A-F]{2})+"
 )
+# HTTP authorization values: ``Bearer <token>`` anywhere, ``Authorization: <scheme> <value>``.
+_AUTHORIZATION = re.compile(r"(?i)(?P<kind>\bBearer|\bAuthorization:\s*[A-Za-z-]+)\s+[A-Za-z0-9._~+/=:-]{4,}")
 
 
 def redact(text: str) -> str:
-    """Remove credentials from URLs in ``text``: ``https://user:pw@host`` -> ``https://***@host``.
+    """Remove credentials from ``text``: a URL's ``user:password@`` (``https://user:pw@host`` ->
+    ``https://***@host``) or token userinfo, secret query parameters (presigned URLs, SAS signatures), Azure
+    connection-string keys and SAS values, Bearer tokens and Authorization header values. Keeps the container of a
+    ``wasbs://container@account...`` URI: it is a name, not a credential."""
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _CONNECTION_STRING_SECRET.sub(lambda m: f"{m.group('key')}=***", text)
+    text = _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+    return _AUTHORIZATION.sub(lambda m: f"{m.group('kind')} ***", text)
 
-    Also masks signature/token-like query parameters (presigned URLs, SAS tokens).
-    """
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    scheme, userinfo = match.group("scheme"), match.group("userinfo")
+    if scheme.lower() in _NAMED_USERINFO_SCHEMES and ":" not in userinfo:
+        return match.group(0)
+    return f"{scheme}***@"
 
 
 class MlflowKserveError(Exception):
