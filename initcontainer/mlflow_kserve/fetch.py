@@ -1,8 +1,9 @@
 """Step 1: fetch the model with MLflow's artifact API into ``dest`` so that ``dest/MLmodel`` exists.
 
-Any URI MLflow understands: s3://, gs://, wasbs:// / abfss://, http(s)://, a path or file://,
+Any URI MLflow understands: s3://, gs://, wasbs://, abfss://, http(s)://, a path or file://,
 models:/<name>/<version>, models:/<name>@<alias>, runs:/<run_id>/<path>. Transient errors are retried
-with backoff; a missing or denied object is not. Downloads land in a temp dir beside ``dest`` and are
+with backoff (the SDKs' own retries bounded under ours: ClientRetries, sdk_retries.StoreRetries); a missing or
+denied object is not. Downloads land in a temp dir beside ``dest`` and are
 renamed into place, so an interrupted fetch never leaves a model that looks complete.
 
 A model is refused (exit 4, modelfiles.check_links) when it holds a symbolic link leaving it (a local model is
@@ -20,17 +21,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_kserve.errors import FetchError, MlflowKserveError, NotServableError, redact
 from mlflow_kserve.logs import get_logger
 from mlflow_kserve.modelfiles import check_links
+from mlflow_kserve.sdk_retries import StoreRetries
 
 log = get_logger()
 
-_REMOTE_DIR_SCHEMES = ("s3://", "gs://", "wasbs://", "abfss://", "wasb://", "abfs://", "runs:/", "models:/")
+_REMOTE_DIR_SCHEMES = ("s3://", "gs://", "wasbs://", "abfss://", "http://", "https://", "runs:/", "models:/")
 # Error codes the SDKs put in their exceptions (botocore's response Error.Code, MLflow's error_code, Azure's
 # error_code): exact names, checked before any message text.
 _CODES = {
@@ -129,6 +131,7 @@ def fetch_model(
     backoff: float = 0.5,
     max_backoff: float = 8.0,
     client_retries: ClientRetries = ClientRetries(),
+    store_retries: StoreRetries | None = None,
     progress_seconds: float = 10.0,
 ) -> FetchResult:
     """Download ``uri`` into ``dest`` (replaced if it exists) so that ``dest/MLmodel`` exists.
@@ -145,7 +148,8 @@ def fetch_model(
     while True:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetch-", dir=dest.parent))
         try:
-            with client_retries.applied(), _progress(tmp, progress_seconds):
+            sdk_bounds = nullcontext() if _is_local(source) else (store_retries or StoreRetries()).applied()
+            with client_retries.applied(), sdk_bounds, _progress(tmp, progress_seconds):
                 _download(source, tmp)
             check_links(tmp / "artifacts")
             root = _model_root(tmp, uri)
@@ -269,9 +273,12 @@ def _model_root(tmp: Path, uri: str) -> Path:
 
 
 def _normalize(uri: str) -> str:
-    """A remote 'directory' URI needs its trailing slash, else MLflow nests the files one level deeper."""
+    """A remote 'directory' URI needs its trailing slash, else MLflow nests the files one level deeper (and, at
+    MLflow's artifact proxy, takes a missing directory for a file, which the server answers with a 500)."""
     if uri.startswith(_REMOTE_DIR_SCHEMES) and not uri.startswith(("runs:/", "models:/")):
-        return uri if uri.endswith("/") else uri + "/"
+        path, query = uri.split("?", 1) if uri.startswith(("http://", "https://")) and "?" in uri else (uri, "")
+        path = path if path.endswith("/") else path + "/"
+        return f"{path}?{query}" if query else path
     return uri
 
 
@@ -339,10 +346,7 @@ def _error(uri: str, exc: BaseException, kind: str, attempts: int) -> MlflowKser
             "give the models volume more room (chart: volumes.modelsSizeLimit; --models-dir)",
         )
     if isinstance(exc, ModuleNotFoundError):
-        return FetchError(
-            f"could not fetch {where}: its store's client library is missing ({_short(exc)})",
-            "install it: pip install 'mlflow-kserve[gcs,azure]' (init image: --build-arg EXTRAS=gcs,azure)",
-        )
+        return _missing_client(uri, exc)
     if kind == "not-found":
         return FetchError(
             f"model not found at {where} ({_short(exc)})",
@@ -363,4 +367,30 @@ def _error(uri: str, exc: BaseException, kind: str, attempts: int) -> MlflowKser
     return FetchError(
         f"could not fetch {where} ({_short(exc)})",
         "check the URI scheme and MLFLOW_TRACKING_URI for models:/ and runs:/ URIs",
+    )
+
+
+# The client library of each store: (module, URI scheme, PyPI package, our extra). The first row whose module is
+# the missing one (or inside it), or whose scheme is the URI's when a parent module is missing, names it.
+_STORE_CLIENTS = (
+    ("azure.identity", "", "azure-identity", "azure"),
+    ("azure.storage.filedatalake", "abfss", "azure-storage-file-datalake", "azure"),
+    ("azure", "wasbs", "azure-storage-blob", "azure"),
+    ("google", "gs", "google-cloud-storage", "gcs"),
+)
+
+
+def _missing_client(uri: str, exc: ModuleNotFoundError) -> FetchError:
+    missing, scheme = exc.name or "", uri.split(":", 1)[0]
+    for module, store, package, extra in _STORE_CLIENTS:
+        inside = missing == module or missing.startswith(module + ".")
+        if inside or (store == scheme and module.startswith(missing + ".")):
+            return FetchError(
+                f"could not fetch {redact(uri)}: its store's client library {package} is missing ({_short(exc)})",
+                f"pip install 'mlflow-kserve[{extra}]'; the init image has it when built with the default "
+                "EXTRAS (gcs,azure)",
+            )
+    return FetchError(
+        f"could not fetch {redact(uri)}: the module {missing or '?'} is missing ({_short(exc)})",
+        "install the package that provides it beside mlflow-kserve",
     )
