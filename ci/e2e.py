@@ -11,7 +11,10 @@ chooses the mlflow backend (MLServer supports Python < 3.13). Every served scena
 names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON_VERSIONS). KServe-native mode
 (charts/mlflow-kserve-runtime, the pod built by ci/kserve_pod.py as KServe v0.20 would): (7) a models:/name@alias
 model from a real registry, with a per-model annotation; (8) an mlflow+s3:// model; (9) a bad annotation: the
-storage container exits 2. Exits non-zero if any scenario fails.
+storage container exits 2; (10, 11) scenario 1's model from gs:// (gcp-storage-emulator) and wasbs:// (Azurite)
+with the chart's default image. After every chart scenario the chart's `helm test` Pod, as rendered (only the
+Service URL changed), must pass on a ready model and fail on one that never gets ready, and on scenario 1's
+server once stopped. Exits non-zero if any scenario fails.
 E2E_SCENARIOS="1 3" runs only the scenarios with those numbers; E2E_CHART renders another chart (a packaged
 .tgz, e.g. a released one) instead of charts/mlflow-kserve.
 
@@ -37,9 +40,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "ci"), str(ROOT / "tests")]
 
-from e2e_pod import LOCAL_CHANGES, local_pod, localize  # noqa: E402
+from e2e_pod import LOCAL_CHANGES, local_pod, local_test_pod, localize  # noqa: E402
 from kserve_pod import StorageInitializerConfig, predictor_pod  # noqa: E402
 from support import variants  # noqa: E402
+from support.cli import v2_request  # noqa: E402
+from support.emulators import Azure, azurite, gcs_emulator  # noqa: E402
 from support.models import build  # noqa: E402
 from support.services import S3, mlflow_server, moto_s3, register  # noqa: E402
 
@@ -61,12 +66,17 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
 PYTHONS = os.environ.get("E2E_PYTHON_VERSIONS", "3.11").split()
 
 
-def render(uri: str, endpoint: str, extra: list[str]) -> dict[str, Any]:
+HOST = "10.0.2.2"  # the host's loopback, seen from a pod on slirp4netns with allow_host_loopback
+NETWORK = "slirp4netns:allow_host_loopback=true"
+
+
+def render(uri: str, endpoint: str, extra: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The InferenceService and the `helm test` Pod, as helm renders them."""
     chart, values = CHART, ROOT / "ci" / "e2e-values.yaml"
     cmd = [str(HELM), "template", "e2e", str(chart), "-f", str(values),
            "--set", f"model.uri={uri}", "--set", f"storage.s3.endpoint={endpoint}", *extra]  # fmt: skip
     docs = [d for d in yaml.safe_load_all(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout) if d]
-    return next(d for d in docs if d["kind"] == "InferenceService")
+    return next(d for d in docs if d["kind"] == "InferenceService"), next(d for d in docs if d["kind"] == "Pod")
 
 
 def play(isvc: dict[str, Any], work: Path) -> None:
@@ -82,8 +92,20 @@ def play_pod(pod: dict[str, Any], work: Path, ca_name: str, ca_key: str) -> None
     cm_file.write_text(yaml.safe_dump(ca))
     podman("pod", "rm", "-f", "--all", check=False)
     # kube play returns when the init container has exited; its code says how init went.
-    podman("kube", "play", "--configmap", str(cm_file), "--network", "slirp4netns:allow_host_loopback=true",
-           str(pod_file), check=False, timeout=1200)  # fmt: skip
+    podman("kube", "play", "--configmap", str(cm_file), "--network", NETWORK, str(pod_file), check=False, timeout=1200)
+
+
+def helm_test(test_pod: dict[str, Any], work: Path) -> tuple[int | None, str]:
+    """Run the chart's `helm test` Pod (LOCAL_CHANGES applied) next to the predictor pod: (exit code, its log)."""
+    pod_file = work / "test-pod.yaml"
+    pod_file.write_text(yaml.safe_dump(local_test_pod(test_pod, f"http://{HOST}:{HOST_PORT}")))
+    name = f"{test_pod['metadata']['name']}-{test_pod['spec']['containers'][0]['name']}"
+    podman("kube", "play", "--network", NETWORK, str(pod_file), timeout=300)
+    waited = podman("wait", name, check=False, timeout=600)
+    logs = podman("logs", name, check=False)
+    podman("pod", "rm", "-f", test_pod["metadata"]["name"], check=False)
+    code = int(waited.stdout.strip()) if waited.stdout.strip().lstrip("-").isdigit() else None
+    return code, (logs.stdout + logs.stderr).strip()
 
 
 def init_log(container: str = "e2e-predictor-model-init") -> str:
@@ -251,8 +273,8 @@ def main() -> int:
     print("pod changes from the rendered predictor (ci/e2e_pod.py):")
     for path, reason in LOCAL_CHANGES:
         print(f"  - {path}: {reason}")
-    with moto_s3() as s3:
-        endpoint = s3.endpoint.replace("127.0.0.1", "10.0.2.2")
+    with moto_s3() as s3, gcs_emulator(work) as gcs, azurite(work) as azure:
+        endpoint = s3.endpoint.replace("127.0.0.1", HOST)
         columns, extra_dep, uv_model = build("sklearn-columns"), build("custom-extra-dep"), build("uv-project")
         py313 = build("sklearn-py313") if "3.13" in PYTHONS else None
         forbidden = variants.with_requirement_lines(columns.path, work / "forbidden",
@@ -262,7 +284,14 @@ def main() -> int:
             "extra": s3.upload_dir(extra_dep.path, "e2e/custom-extra-dep"),
             "forbidden": s3.upload_dir(forbidden, "e2e/forbidden"),
             "uv": s3.upload_dir(uv_model.path, "e2e/uv-project"),
+            "gs": gcs.upload_dir(columns.path, "e2e/sklearn-columns"),
+            "wasbs": azure.upload_dir(columns.path, "e2e/sklearn-columns"),
         }
+        # The init container reaches the emulators on the host; their client settings come from the chart's
+        # initContainer.extraEnv, as a user's would (there: from secrets).
+        in_pod_azure = Azure(azure.endpoint.replace("127.0.0.1", HOST))
+        gs_env = [{"name": "STORAGE_EMULATOR_HOST", "value": gcs.endpoint.replace("127.0.0.1", HOST)}]
+        azure_env = [{"name": "AZURE_STORAGE_CONNECTION_STRING", "value": in_pod_azure.connection_string()}]
         if py313:
             uris["py313"] = s3.upload_dir(py313.path, "e2e/sklearn-py313")
         cache_dir = work / "cache"
@@ -281,13 +310,20 @@ def main() -> int:
             py313_flags = ["--set", "pythonVersion=3.13"]
             scenarios.append(("6 Python 3.13 model, 3.13 images (auto)", uris["py313"], py313_flags, py313.expected,
                               0, "mlflow"))  # fmt: skip
+        scenarios += [
+            ("10 gs:// from gcp-storage-emulator", uris["gs"], [*cache, *env_values(gs_env)], columns.expected, 0,
+             "mlserver"),
+            ("11 wasbs:// from Azurite", uris["wasbs"], [*cache, *env_values(azure_env)], columns.expected, 0,
+             "mlserver"),
+        ]  # fmt: skip
         scenarios = [] if only == "native" else scenarios
         for title, uri, extra, expected, want_code, backend in scenarios:
             if SCENARIOS and title.split()[0].rstrip("ab") not in SCENARIOS:
                 continue
             row: dict[str, Any] = {"scenario": title}
             try:
-                isvc = render(uri, endpoint, extra)
+                request = v2_request(expected or columns.expected)
+                isvc, test_pod = render(uri, endpoint, [*extra, "--set-json", f"test.request={json.dumps(request)}"])
                 started = time.monotonic()
                 play(isvc, work)
                 if want_code:
@@ -296,8 +332,11 @@ def main() -> int:
                     row["init exit"] = init.get("ExitCode")
                     server = state("e2e-predictor-kserve-container")
                     row["init log"] = [ln for ln in log.splitlines() if "error:" in ln][-1:]
-                    ok = init.get("ExitCode") == want_code and server.get("Status") != "running"
                     row["server"] = server.get("Status")
+                    code, log = helm_test(test_pod, work)  # the model never gets ready: the test must fail
+                    row["helm test"], row["helm test log"] = code, log.splitlines()[-1:]
+                    ok = init.get("ExitCode") == want_code and server.get("Status") != "running"
+                    ok = ok and code not in (0, None) and "not ready" in log
                 else:
                     wait_ready()
                     row["ready s"] = round(time.monotonic() - started, 1)
@@ -310,6 +349,14 @@ def main() -> int:
                     request, answer = v2_infer(expected)
                     row["request"], row["answer"], row["local predict"] = request, answer, expected["output"]
                     ok = bool(facts) and np.allclose(answer, expected["output"]) and row["backend"] == backend
+                    code, log = helm_test(test_pod, work)
+                    row["helm test"], row["helm test log"] = code, log.splitlines()
+                    ok = ok and code == 0 and "answer:" in log
+                    if title.startswith("1 "):  # a server that went away: the same test must now fail
+                        podman("stop", "-t", "10", "e2e-predictor-kserve-container")
+                        stopped, log = helm_test(test_pod, work)
+                        row["helm test, server stopped"] = stopped
+                        ok = ok and stopped not in (0, None) and "not ready" in log
                 row["result"] = "PASS" if ok else "FAIL"
             except Exception as exc:  # a scenario's failure is reported, the others still run
                 row["result"], row["error"] = "FAIL", f"{type(exc).__name__}: {exc}"[-1500:]
@@ -327,15 +374,25 @@ def main() -> int:
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
     print(f"\nimage build s (init+server): {build_s}")
-    print("\n| scenario | backend | init exit | init s | cache hit | ready s | result |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| scenario | backend | init exit | init s | cache hit | ready s | helm test | result |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in results:
         cells = [row["scenario"], row.get("backend", "-"), row.get("init exit"), row.get("init s"),
-                 row.get("cache hit", "-"), row.get("ready s", "-"), row["result"]]  # fmt: skip
+                 row.get("cache hit", "-"), row.get("ready s", "-"), _helm_test_cell(row), row["result"]]  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
     failed = [r for r in results if r["result"] != "PASS"]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def env_values(env: list[dict[str, str]]) -> list[str]:
+    return ["--set-json", f"initContainer.extraEnv={json.dumps(env)}"]
+
+
+def _helm_test_cell(row: dict[str, Any]) -> str:
+    """The `helm test` Pod's exit code(s): 0 = passed."""
+    code = row.get("helm test", "-")
+    return f"{code}, {row['helm test, server stopped']} stopped" if "helm test, server stopped" in row else str(code)
 
 
 if __name__ == "__main__":

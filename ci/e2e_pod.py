@@ -1,8 +1,8 @@
-"""The predictor pod of a rendered InferenceService (or the pod ci/kserve_pod.py builds for the KServe-native mode), as
-a Pod a local engine (podman kube play) runs.
+"""The predictor pod of a rendered InferenceService (or the pod ci/kserve_pod.py builds for the KServe-native mode),
+and the chart's `helm test` Pod, as Pods a local engine (podman kube play) runs.
 
-The pod is used as rendered. These are the only changes, each with its reason; tests/test_e2e_pod.py fails
-when the pod differs from the rendered predictor anywhere else.
+Both are used as rendered. LOCAL_CHANGES lists the only changes, each with its reason; tests/test_e2e_pod.py
+fails when either pod differs from what helm rendered anywhere else.
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ from typing import Any
 KSERVE_FIELDS = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "containerConcurrency", "timeout",
                  "canaryTrafficPercent", "autoScaling", "deploymentStrategy")  # fmt: skip
 
-# (path, reason): every difference between the rendered predictor and the local Pod.
+# (path, reason): every difference between a rendered pod (the predictor; the `helm test` Pod) and the local one.
 LOCAL_CHANGES: list[tuple[str, str]] = [
     ("spec.restartPolicy", "Never: a failed init container must end the run, not restart forever (KServe: Always)"),
     ("spec.containers[kserve-container].ports[http1].hostPort", "reach MLServer from the host: no Service here"),
+    # the `helm test` Pod
+    (
+        "spec.containers[v2-request].args[1]",
+        "the predictor's Service URL -> the host port that reaches it from another pod (no Service, no cluster DNS)",
+    ),
 ]
+TEST_CONTAINER = "v2-request"
 
 
 def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +39,15 @@ def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
 def local_pod(isvc: dict[str, Any], host_port: int) -> dict[str, Any]:
     """predictor_pod() with exactly LOCAL_CHANGES applied."""
     return localize(predictor_pod(isvc), host_port)
+
+
+def local_test_pod(pod: dict[str, Any], url: str) -> dict[str, Any]:
+    """The chart's rendered `helm test` Pod with exactly its LOCAL_CHANGES applied: it tests the model at ``url``."""
+    pod = copy.deepcopy(pod)
+    for container in pod["spec"]["containers"]:
+        if container["name"] == TEST_CONTAINER:
+            container["args"][1] = url
+    return pod
 
 
 def localize(pod: dict[str, Any], host_port: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The e2e runs the chart's predictor pod as rendered: the local Pod differs from the rendered predictor only
-by ci/e2e_pod.py's listed changes. Then the e2e itself (ci/e2e: images, podman, four scenarios)."""
+"""The e2e runs the chart's predictor pod and its `helm test` Pod as rendered: each local Pod differs from what
+helm rendered only by ci/e2e_pod.py's listed changes. (The e2e itself: ci/e2e, run by `make test`.)"""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ sys.path.insert(0, str(ROOT / "ci"))
 import e2e_pod  # noqa: E402
 
 
-def _isvc(*sets: str) -> dict:
+def _rendered(kind: str, *sets: str) -> dict:
     cmd = [ROOT / ".tools" / "bin" / "helm", "template", "e2e", ROOT / "charts" / "mlflow-kserve", "-f",
            ROOT / "ci" / "e2e-values.yaml", *(a for s in sets for a in ("--set", s))]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "InferenceService")
+    return next(d for d in yaml.safe_load_all(out) if d and d["kind"] == kind)
+
+
+def _isvc(*sets: str) -> dict:
+    return _rendered("InferenceService", *sets)
 
 
 @pytest.mark.parametrize("sets", [(), ("cache.enabled=true", "cache.type=hostPath", "cache.hostPath=/var/cache/x")])
@@ -57,3 +61,14 @@ def test_an_unlisted_patch_is_caught() -> None:
     assert [p for p in changed if not e2e_pod.allowed(p)] == [
         "spec.containers[kserve-container].securityContext.readOnlyRootFilesystem"
     ]
+
+
+def test_the_helm_test_pod_differs_only_by_the_service_url() -> None:
+    rendered = _rendered("Pod")
+    assert rendered["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    local = e2e_pod.local_test_pod(rendered, "http://10.0.2.2:18080")
+    assert e2e_pod.differences(rendered, local) == ["spec.containers[v2-request].args[1]"]
+    assert all(e2e_pod.allowed(path) for path in e2e_pod.differences(rendered, local))
+    container = local["spec"]["containers"][0]
+    assert container["args"][1] == "http://10.0.2.2:18080"
+    assert rendered["spec"]["containers"][0]["args"][1] == "http://e2e-predictor.default.svc.cluster.local"
