@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from support.services import BUCKET, free_port, serving, stop, wait_for
+from support.services import BUCKET, free_port, respond, serving, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -56,19 +56,12 @@ class GCS:
 
 @contextmanager
 def gcs_emulator(workdir: Path) -> Iterator[GCS]:
-    port, log = free_port(), workdir / "gcs-emulator.log"
+    port = free_port()
+    gcs = GCS(f"http://127.0.0.1:{port}")
     emulator = Path(sys.executable).with_name("gcp-storage-emulator")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [emulator, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            gcs = GCS(f"http://127.0.0.1:{port}")
-            wait_for(f"{gcs.endpoint}/storage/v1/b/{BUCKET}", proc, 180, log)
-            yield gcs
-        finally:
-            stop(proc)
+    command = [emulator, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET]
+    with _running(command, workdir / "gcs-emulator.log", f"{gcs.endpoint}/storage/v1/b/{BUCKET}"):
+        yield gcs
 
 
 @contextmanager
@@ -80,11 +73,7 @@ def gcs_denying_server() -> Iterator[GCS]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(403)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, 403, body, "application/json; charset=UTF-8")
 
         def log_message(self, *args: object) -> None:
             pass
@@ -128,19 +117,24 @@ class Azure:
 def azurite(workdir: Path) -> Iterator[Azure]:
     if not AZURITE.exists():
         raise RuntimeError(f"{AZURITE} is missing: run `bash ci/install-tools.sh` (make setup does)")
-    port, log = free_port(), workdir / "azurite.log"
+    port = free_port()
+    azure = Azure(f"http://127.0.0.1:{port}/{AZURE_ACCOUNT}")
     data = workdir / "azurite"
     data.mkdir(exist_ok=True)
+    command = [AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data), "--silent",
+               "--disableTelemetry", "--skipApiVersionCheck"]  # fmt: skip
+    with _running(command, workdir / "azurite.log", f"{azure.endpoint}?comp=list"):
+        yield azure
+
+
+@contextmanager
+def _running(command: list[str | Path], log: Path, ready_url: str) -> Iterator[None]:
+    """Run a server process (output in ``log``) until the block ends; first wait until ``ready_url`` answers."""
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data), "--silent",
-             "--disableTelemetry", "--skipApiVersionCheck"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
-            azure = Azure(f"http://127.0.0.1:{port}/{AZURE_ACCOUNT}")
-            wait_for(f"{azure.endpoint}?comp=list", proc, 180, log)
-            yield azure
+            wait_for(ready_url, proc, 180, log)
+            yield
         finally:
             stop(proc)
 

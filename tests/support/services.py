@@ -302,11 +302,7 @@ def artifact_http_server(
 
         def _send(self, code: int, body: bytes, path: str, kind: str = "application/json") -> None:
             state.requests.append((path, code))
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, code, body, kind)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -314,6 +310,15 @@ def artifact_http_server(
     with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as server:
         state.base = f"http://127.0.0.1:{server.server_address[1]}"
         yield state
+
+
+def respond(handler: BaseHTTPRequestHandler, code: int, body: bytes, kind: str) -> None:
+    """Send one complete response from a request handler."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", kind)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @contextmanager
