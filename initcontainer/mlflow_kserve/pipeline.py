@@ -100,7 +100,7 @@ def init(settings: Settings) -> dict[str, Any]:
 
 def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
     with step("fetch", timings):
-        pinned = pin_for_fetch(settings.model_uri)
+        pinned = pin_for_fetch(settings.model_uri, settings.fetch_retries)
         uri = pinned.uri if pinned else settings.model_uri
         fetched = fetch_model(uri, settings.model_dir, retries=settings.fetch_retries)
     with step("plan", timings):

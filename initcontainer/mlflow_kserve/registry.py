@@ -8,6 +8,7 @@ up with MlflowClient against MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI), as t
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,9 +44,10 @@ def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:")
 
 
-def pin(uri: str) -> Pinned:
+def pin(uri: str, retries: int = 0, backoff: float = 0.5, max_backoff: float = 8.0) -> Pinned:
     """Look up the version ``uri`` names now. A bad URI raises ConfigError (2); a model, version or alias the
-    registry does not have, or a registry that cannot be reached, FetchError (3)."""
+    registry does not have, or a registry that cannot be reached, FetchError (3). A transient error (no answer,
+    5xx) is retried ``retries`` times with the fetch step's backoff: the lookup is part of the fetch."""
     match = _URI.match(uri)
     if not match:
         raise ConfigError(
@@ -53,13 +55,21 @@ def pin(uri: str) -> Pinned:
             "use models:/<name>/<version> or models:/<name>@<alias> (a registry on another host: MLFLOW_TRACKING_URI)",
         )
     name, ref, alias = match.group("name"), match.group("ref"), match.group("alias")
-    with ClientRetries().applied():
-        try:
-            version = _lookup(name, ref, alias)
-        except FetchError:
-            raise
-        except Exception as exc:  # MlflowException, requests errors
-            raise _error(uri, exc) from exc
+    attempt = 0
+    while True:
+        with ClientRetries().applied():
+            try:
+                version = _lookup(name, ref, alias)
+                break
+            except FetchError:
+                raise
+            except Exception as exc:  # MlflowException, requests errors
+                if classify(exc) != "transient" or attempt >= retries:
+                    raise _error(uri, exc, attempt + 1) from exc
+        delay = min(backoff * 2**attempt, max_backoff)
+        attempt += 1
+        log.warning("registry lookup attempt %d failed; retrying in %.1fs", attempt, delay, extra={"step": "fetch"})
+        time.sleep(delay)
     return Pinned(
         uri=f"models:/{name}/{version.version}",
         name=name,
@@ -71,12 +81,12 @@ def pin(uri: str) -> Pinned:
     )
 
 
-def pin_for_fetch(uri: str) -> Pinned | None:
+def pin_for_fetch(uri: str, retries: int = 0) -> Pinned | None:
     """The version a ``models:/`` URI names, looked up once and logged, so that what is fetched is exactly
     what report.json records; None for any other URI."""
     if not is_registry_uri(uri):
         return None
-    pinned = pin(uri)
+    pinned = pin(uri, retries)
     log.info(
         "%s is version %s of %r (run %s)", redact(uri), pinned.version, pinned.name, pinned.run_id or "-",
         extra={"step": "fetch", "model_version": pinned.version, "run_id": pinned.run_id},
@@ -104,7 +114,7 @@ def _lookup(name: str, ref: str | None, alias: str | None) -> Any:
     return max(versions, key=lambda v: int(v.version))
 
 
-def _error(uri: str, exc: BaseException) -> FetchError:
+def _error(uri: str, exc: BaseException, attempts: int = 1) -> FetchError:
     kind = classify(exc)
     cause = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
     if kind == "not-found":
@@ -115,6 +125,6 @@ def _error(uri: str, exc: BaseException) -> FetchError:
     if kind == "denied":
         return FetchError(f"access denied looking up {redact(uri)} ({cause})", "check MLFLOW_TRACKING_TOKEN")
     return FetchError(
-        f"could not look up {redact(uri)} in the registry ({cause})",
+        f"could not look up {redact(uri)} in the registry after {attempts} attempts ({cause})",
         "check MLFLOW_TRACKING_URI and the network",
     )
