@@ -114,9 +114,17 @@ def test_mlflow_artifacts_uris_are_fetched_through_the_artifact_proxy(tmp_path: 
     artifact proxy: here a real HTTP server speaking its API, in both forms MLflow accepts (MLflow wants an http(s)
     tracking URI for either: the runtime chart's mlflow.trackingUri)."""
     source = build("sklearn-columns").path
+    import mlflow
+
     with artifact_http_server(source.parent) as server, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", server.base)
-        host = server.base.removeprefix("http://")
-        fetch_model(f"mlflow-artifacts://{host}/{source.name}", tmp_path / "a", retries=0)
-        fetch_model(f"mlflow-artifacts:/{source.name}", tmp_path / "b", retries=0)
+        # An earlier test in this process may have left MLflow's in-process tracking URI on another server: the
+        # env is what the init container has, so make MLflow read it again.
+        mlflow.set_tracking_uri(server.base)
+        try:
+            host = server.base.removeprefix("http://")
+            fetch_model(f"mlflow-artifacts://{host}/{source.name}", tmp_path / "a", retries=0)
+            fetch_model(f"mlflow-artifacts:/{source.name}", tmp_path / "b", retries=0)
+        finally:
+            mlflow.set_tracking_uri(None)
     assert (tmp_path / "a" / "MLmodel").is_file() and (tmp_path / "b" / "MLmodel").is_file()
