@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 setup:  ## venv (.venv): the package (editable) with every store client, test deps; helm & co, azurite in .tools
 	$(PYTHON) -m pip install -q --disable-pip-version-check uv
 	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
-	$(PYTHON) -m uv pip install -q --python $(BIN)/python -e '.[test,gcs,azure]'
+	$(PYTHON) -m uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test,gcs,azure]'
+	$(BIN)/python -m compileall -q initcontainer  # as the images ship it: no command pays to compile our modules
 	bash ci/install-tools.sh
 
 demo: setup  ## train the bundled iris model, serve it with `mlflow-kserve run`, send a V2 request

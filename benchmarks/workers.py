@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,32 +24,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from support import BIN, ROOT, Server, train_iris
+
 CONFIGS = {"default (1 worker)": None, "0 (inference in the server process)": "0"}
-
-
-def tree_rss(pid: int) -> int:
-    """Bytes resident in ``pid`` and all its descendants (from /proc: no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
 
 
 def post(url: str, body: bytes) -> float:
@@ -70,24 +46,12 @@ def measure(venv: Path, models: Path, name: str, workers: str | None, body: byte
     env.pop("MLSERVER_PARALLEL_WORKERS", None)
     if workers is not None:
         env["MLSERVER_PARALLEL_WORKERS"] = workers
-    base = f"http://127.0.0.1:{port}/v2/models/{name}"
-    start = time.monotonic()
-    proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(models)], env=env, cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = Server([venv / "bin" / "mlserver", "start", models], port, name, env=env, cwd=work)
+    base = server.url
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() - start > 300:
-                raise RuntimeError("mlserver did not become ready")
-            time.sleep(0.05)
-        ready = time.monotonic() - start
+        ready = server.wait_ready(timeout=300)
         time.sleep(2)  # let the workers settle before reading memory
-        rss = tree_rss(proc.pid)
+        rss = server.server_rss(own=True)
         post(f"{base}/infer", body)  # first request outside the clock
         latencies: list[float] = []
         lock = threading.Lock()
@@ -107,12 +71,7 @@ def measure(venv: Path, models: Path, name: str, workers: str | None, body: byte
             "p50": latencies[len(latencies) // 2] * 1000, "p95": latencies[int(len(latencies) * 0.95)] * 1000,
         }  # fmt: skip
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -126,11 +85,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18800)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="workers-bench-"))
-    model = args.model
-    if model is None:
-        model = work / "iris-model"
-        subprocess.run([sys.executable, ROOT / "examples" / "iris" / "train.py", model], check=True,
-                       capture_output=True)  # fmt: skip
+    model = args.model or train_iris(work / "iris-model")
     name = "bench"
     subprocess.run([BIN / "mlflow-kserve", "init", "--model-uri", model, "--name", name, "--models-dir",
                     work / "models", "--env-dir", work / "env"], check=True, capture_output=True)  # fmt: skip

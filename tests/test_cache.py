@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow_kserve.cache import EnvCache, clone_tree
+from mlflow_kserve.cache import EnvCache, clone_tree, serving
+from mlflow_kserve.errors import InstallError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.installers import UvInstaller
 from mlflow_kserve.lock import LockRequest, resolve
@@ -163,6 +164,32 @@ def test_serve_from_cache_links_and_eviction_spares_entries_in_use(tmp_path: Pat
     assert cache.evict() == ["a"], "once its server is gone, a goes; c still within the grace period"
     assert not link.exists() and link.is_symlink(), "the pod that used it would have to be restarted"
     assert [key for key, _, _ in cache.entries()] == ["c"]
+
+
+def test_serving_holds_the_entry_in_use_like_the_server_image(tmp_path: Path, lock_file: Path) -> None:
+    """`mlflow-kserve run` serves from the cache inside serving(): eviction must skip the entry meanwhile."""
+    cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
+    for key in ("a", "b"):
+        (tmp_path / key).mkdir()
+        cache.provide_env(key, tmp_path / key / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
+        os.utime(tmp_path / "cache" / "envs" / key / "entry.json", (time.time() - 3600, time.time() - 3600))
+    cache.max_bytes = 1
+    with serving(tmp_path / "a" / "venv"):
+        assert cache.evict() == ["b"], "a is held by its server; b is not"
+        assert _imports_six(tmp_path / "a" / "venv")
+    with pytest.raises(InstallError, match="was evicted before the server started"), serving(tmp_path / "b" / "venv"):
+        pytest.fail("a server must not start from an evicted entry")
+    assert cache.evict() == ["a"], "released when serving ends"
+
+
+def test_serving_a_copied_venv_locks_nothing(tmp_path: Path, lock_file: Path) -> None:
+    cache = EnvCache(tmp_path / "cache")
+    cache.provide_env("k", tmp_path / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
+    os.utime(tmp_path / "cache" / "envs" / "k" / "entry.json", (time.time() - 3600, time.time() - 3600))
+    cache.max_bytes = 1
+    with serving(tmp_path / "venv"):
+        assert cache.evict() == ["k"], "the copy does not need the entry"
+        assert _imports_six(tmp_path / "venv")
 
 
 def test_restore_replaces_a_venv_left_by_an_earlier_attempt(tmp_path: Path, lock_file: Path) -> None:

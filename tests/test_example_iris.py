@@ -1,10 +1,13 @@
 """The README's main job on the bundled example: train examples/iris, `mlflow-kserve run` it, send
-examples/iris/request.json. Also the other V2 shapes MLServer's MLflow runtime accepts for a column model."""
+examples/iris/request.json. Also the other V2 shapes MLServer's MLflow runtime accepts for a column model, and how
+`run` starts the server: from the cache entry (held in use), MLServer without inference workers."""
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +36,37 @@ def test_bundled_iris_example_serves_the_readme_request(cli_env: dict[str, str],
         for payload in (request, as_columns, as_frame):
             answer = server.infer(payload)
             assert [o["data"] for o in answer["outputs"]] == [[0, 2]], payload  # setosa, virginica
+        venv = next((tmp_path / "work" / "models").glob("*/env/venv"))
+        entry = venv.resolve().parent
+        assert venv.is_symlink() and entry.parent == shared_cache / "envs", "served from the cache, nothing copied"
+        assert not _can_lock(entry / "in-use"), "the entry is held in use while the server runs"
+        assert _server_env(server.proc.pid)["MLSERVER_PARALLEL_WORKERS"] == "0", "the chart's default"
+    assert _can_lock(entry / "in-use"), "released once the server stopped"
+
+    copy_env = {**cli_env, "MLSERVER_PARALLEL_WORKERS": "2"}
+    work = ["--work-dir", str(tmp_path / "copy")]
+    with served([*args[:2], *work, *args[4:], "--copy-from-cache"], copy_env, free_port(), "iris-model",
+                tmp_path / "copy.log") as server:  # fmt: skip
+        assert [o["data"] for o in server.infer(request)["outputs"]] == [[0, 2]]
+        venv = next((tmp_path / "copy" / "models").glob("*/env/venv"))
+        assert venv.is_dir() and not venv.is_symlink(), "--copy-from-cache: a copy"
+        assert _can_lock(entry / "in-use"), "a copy holds no lock on the entry"
+        assert _server_env(server.proc.pid)["MLSERVER_PARALLEL_WORKERS"] == "2", "the environment's value wins"
+
+
+def _can_lock(path: Path) -> bool:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _server_env(run_pid: int) -> dict[str, str]:
+    """The environment of the server `run` started (its only child)."""
+    (child,) = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
+    raw = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)

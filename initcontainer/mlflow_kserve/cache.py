@@ -47,6 +47,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from mlflow_kserve.errors import InstallError
 from mlflow_kserve.files import dir_bytes, remove, write_atomic
 from mlflow_kserve.logs import get_logger
 
@@ -241,6 +242,25 @@ class EnvCache:
         """Leftovers of a build killed mid-way (we hold the key's lock, so no live build owns them)."""
         for stale in (self.root / "tmp").glob(f"{key}.*"):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def serving(venv: Path) -> Iterator[None]:
+    """Held while a server runs from ``venv``: when it is a link into a cache entry (serve_from_cache), a shared
+    flock on the entry's in-use file, as server-image/entrypoint.sh takes it, so no eviction removes the venv
+    under the server. A copied venv needs nothing."""
+    if not venv.is_symlink():
+        yield
+        return
+    entry = venv.resolve().parent
+    gone = InstallError(f"the cached environment {entry} was evicted before the server started",
+                        "run again: init restores it")  # fmt: skip
+    if not entry.is_dir():
+        raise gone
+    with _shared(entry / IN_USE):
+        if not (entry / "venv" / "pyvenv.cfg").is_file():  # evicted between init and this lock
+            raise gone
+        yield
 
 
 def clone_tree(src: Path, dst: Path) -> None:

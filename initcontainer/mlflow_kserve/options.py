@@ -139,12 +139,16 @@ slim = _option(
     show_default=True,
     help="Serve the model's mlflow requirement with mlflow-skinny of the same version when the model loads with it.",
 )
+SERVE_FROM_CACHE_HELP = (
+    "With --cache-dir: make the venv a link to its cache entry instead of a copy (the server must mount the cache "
+    "at the same path; it holds a lock that keeps the entry from eviction). Off for init; on for run, whose server "
+    "runs beside its cache, so a warm run copies nothing."
+)
 serve_from_cache = _option(
-    "--serve-from-cache/--copy-from-cache",
-    default=False,
-    show_default=True,
-    help="With --cache-dir: make the venv a link to its cache entry instead of a copy (the server must mount "
-    "the cache at the same path; it holds a lock that keeps the entry from eviction).",
+    "--serve-from-cache/--copy-from-cache", default=False, show_default=True, help=SERVE_FROM_CACHE_HELP
+)
+run_serve_from_cache = _option(
+    "--serve-from-cache/--copy-from-cache", default=True, show_default=True, help=SERVE_FROM_CACHE_HELP
 )
 verify = _option(
     "--verify/--no-verify",
@@ -253,9 +257,10 @@ STORAGE_INITIALIZER_OPTIONS = [
     *(o for o in INIT_OPTIONS if o not in (model_uri, models_dir, env_dir)), *annotation_options,
     annotations_may_allow,
 ]  # fmt: skip
-# run derives --models-dir and --env-dir from --work-dir.
+# run derives --models-dir and --env-dir from --work-dir, and serves from its cache unless told to copy.
 RUN_OPTIONS = [
-    *(o for o in INIT_OPTIONS if o not in (models_dir, env_dir)), port, grpc_port, metrics_port, work_dir,
+    *(run_serve_from_cache if o is serve_from_cache else o for o in INIT_OPTIONS if o not in (models_dir, env_dir)),
+    port, grpc_port, metrics_port, work_dir,
 ]  # fmt: skip
 
 

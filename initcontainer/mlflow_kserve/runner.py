@@ -3,6 +3,10 @@ second run of a model fast), then the server report.json names, from the model's
 --port: MLServer (`mlserver start`), or the mlflow backend (`python -m mlflow_kserve_server start`, MLflow's own
 scoring server with the V2 routes, from --env-dir/lib on PYTHONPATH).
 
+The venv is a link into the work dir's cache (``--serve-from-cache``, the default here: a warm start copies
+nothing), held in use while the server runs, as the server image does. MLServer runs inference in its own process
+(``MLSERVER_PARALLEL_WORKERS=0``, the chart's ``server.workers`` default) unless the environment sets it.
+
 A server that exits before the model is ready (MLServer exits 0 when the model fails to load) makes this runner
 exit 8. Ctrl-C / SIGTERM stop the server cleanly.
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_kserve import pipeline
+from mlflow_kserve.cache import serving
 from mlflow_kserve.configure import SERVER_PACKAGE
 from mlflow_kserve.envdir import claim
 from mlflow_kserve.errors import VerifyError
@@ -49,7 +54,8 @@ def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int
     with claim(settings.env_dir):  # held while serving too: a second `run` of this model must not rebuild under it
         report = pipeline.init(settings)
         backend = report["backend"]["name"]
-        return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+        with serving(settings.venv_dir):
+            return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
 
 
 def server_command(
@@ -70,6 +76,7 @@ def server_command(
         "MLSERVER_GRPC_PORT": str(grpc_port),
         "MLSERVER_METRICS_PORT": str(metrics_port),
         "MLSERVER_METRICS_DIR": str(metrics),
+        "MLSERVER_PARALLEL_WORKERS": os.environ.get("MLSERVER_PARALLEL_WORKERS", "0"),
     }
     return [str(settings.venv_dir / "bin" / "mlserver"), "start", str(settings.models_dir)], env
 
