@@ -156,8 +156,9 @@ def ready_table(times: dict, backends: dict[str, dict], runs: int, n: int) -> No
         if value is None:
             print(f"| {what} | n/a | | | | {note} |")
             continue
-        ratio = f"{value / base:.2f}" if base else ""
-        faster = f"{pip / value:.1f}x" if pip else ""
+        is_floor = what.startswith("floor")
+        ratio = f"{value / base:.2f}" if base and not is_floor else ""
+        faster = f"{pip / value:.1f}x" if pip and not is_floor and not what.startswith("pip") else ""
         print(f"| {what} | {value:.1f} | {ratio} | {faster} | {f'{rss / 1e6:.0f}' if rss else ''} | {note} |")
     print("\nTargets (issue 12), this run:")
     for label, result in backends.items():
