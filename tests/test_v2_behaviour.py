@@ -278,8 +278,16 @@ def _metric(log: Path, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
-def _ready_line(log: Path, text: str) -> bool:
-    return any("ready in" in line and text in line for line in log.read_text().splitlines())
+def _ready_line(log: Path, text: str, within: float = 30.0) -> bool:
+    """The server's "ready in" line with ``text`` appears in ``log`` within ``within`` seconds. The supervisor
+    writes it once every worker is ready, checking twice a second, so it may follow the first answer to /ready
+    (which one ready worker gives) by half a second or more."""
+    deadline = time.monotonic() + within
+    while not any("ready in" in line and text in line for line in log.read_text().splitlines()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _children(pid: int) -> list[int]:
