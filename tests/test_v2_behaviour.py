@@ -294,3 +294,27 @@ def _children(pid: int) -> list[int]:
     """The worker processes (multiprocessing spawn children), not multiprocessing's resource tracker."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_stop_that_an_import_wrapped_is_still_a_stop() -> None:
+    """SIGTERM while the model loads raises KeyboardInterrupt wherever the loader is; inside a class's
+    __set_name__ (pydantic, while MLflow imports) Python 3.11 wraps it in RuntimeError. Seen in a clone run: the
+    server then said "the model failed to load" and exited 8 instead of stopping with 0."""
+    from mlflow_kserve_server.model import _interrupted
+
+    class Interrupting:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    try:
+        type("Status", (), {"check_status": Interrupting()})
+    except BaseException as exc:  # RuntimeError on 3.11, KeyboardInterrupt itself on 3.12+
+        caught = exc
+    assert _interrupted(caught)
+    try:
+        try:
+            raise ValueError("bad weights")
+        except ValueError as inner:
+            raise RuntimeError("load failed") from inner
+    except RuntimeError as exc:
+        assert not _interrupted(exc), "a real load error stays a load error"

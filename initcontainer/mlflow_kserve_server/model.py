@@ -61,8 +61,8 @@ def load(settings: ModelSettings) -> ServedModel:
         loader = getattr(scoring_server, "load_model_with_mlflow_config", None) or mlflow.pyfunc.load_model
         pyfunc = loader(str(settings.path))
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None
         log.error("loading the model failed:\n%s", traceback.format_exc().rstrip())
         raise StartError(
             f"the model failed to load: {type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_LOAD
@@ -72,3 +72,16 @@ def load(settings: ModelSettings) -> ServedModel:
     seconds = time.perf_counter() - started
     log.info("model %s loaded in %.2f s (MLflow %s, %s)", settings.name, seconds, served.mlflow_version, flavor)
     return served
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """A stop (SIGTERM/SIGINT raise KeyboardInterrupt while loading) even when the import it hit wrapped it:
+    Python turns an exception inside a class's ``__set_name__`` into RuntimeError "Error calling __set_name__",
+    with the KeyboardInterrupt as its cause."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
