@@ -123,13 +123,22 @@ class FetchResult:
     bytes: int
 
 
+BACKOFF, MAX_BACKOFF = 0.5, 8.0  # seconds: the first wait, and the longest
+
+
+def retry_delay(attempt: int, backoff: float = BACKOFF, max_backoff: float = MAX_BACKOFF) -> float:
+    """Seconds to wait after failed attempt ``attempt + 1``: ``backoff`` * 2^attempt, at most ``max_backoff``.
+    The fetch and the registry lookup before it back off alike."""
+    return min(backoff * 2**attempt, max_backoff)
+
+
 def fetch_model(
     uri: str,
     dest: Path,
     *,
     retries: int = 4,
-    backoff: float = 0.5,
-    max_backoff: float = 8.0,
+    backoff: float = BACKOFF,
+    max_backoff: float = MAX_BACKOFF,
     client_retries: ClientRetries = ClientRetries(),
     store_retries: StoreRetries | None = None,
     progress_seconds: float = 10.0,
@@ -167,7 +176,7 @@ def fetch_model(
         except Exception as exc:  # MLflow, boto3, google and azure SDKs raise many types
             kind, cause = _classify(exc)
             if kind == "transient" and attempt < retries:
-                delay = min(backoff * 2**attempt, max_backoff)
+                delay = retry_delay(attempt, backoff, max_backoff)
                 attempt += 1
                 log.warning(
                     "fetch attempt %d failed (%s); retrying in %.1fs", attempt, _short(cause), delay,

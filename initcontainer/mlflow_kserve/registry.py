@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlflow_kserve.errors import ConfigError, FetchError, redact
-from mlflow_kserve.fetch import ClientRetries, classify
+from mlflow_kserve.fetch import BACKOFF, MAX_BACKOFF, ClientRetries, classify, retry_delay
 from mlflow_kserve.logs import get_logger
 
 log = get_logger()
@@ -44,7 +44,7 @@ def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:")
 
 
-def pin(uri: str, retries: int = 0, backoff: float = 0.5, max_backoff: float = 8.0) -> Pinned:
+def pin(uri: str, retries: int = 0, backoff: float = BACKOFF, max_backoff: float = MAX_BACKOFF) -> Pinned:
     """Look up the version ``uri`` names now. A bad URI raises ConfigError (2); a model, version or alias the
     registry does not have, or a registry that cannot be reached, FetchError (3). A transient error (no answer,
     5xx) is retried ``retries`` times with the fetch step's backoff: the lookup is part of the fetch."""
@@ -66,7 +66,7 @@ def pin(uri: str, retries: int = 0, backoff: float = 0.5, max_backoff: float = 8
             except Exception as exc:  # MlflowException, requests errors
                 if classify(exc) != "transient" or attempt >= retries:
                     raise _error(uri, exc, attempt + 1) from exc
-        delay = min(backoff * 2**attempt, max_backoff)
+        delay = retry_delay(attempt, backoff, max_backoff)
         attempt += 1
         log.warning("registry lookup attempt %d failed; retrying in %.1fs", attempt, delay, extra={"step": "fetch"})
         time.sleep(delay)
