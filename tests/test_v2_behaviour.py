@@ -250,6 +250,55 @@ def test_sigterm_while_the_model_loads_stops_the_server_with_exit_0(env: ModelEn
     assert "stopped" in log.read_text(), "either before the model loaded or, if it was that fast, after"
 
 
+NESTED_MODEL_CODE = """
+import ctypes
+
+import mlflow
+
+
+class Never(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+# What some extension modules do while they import: run Python through the C API's PyRun_String.
+run = ctypes.pythonapi.PyRun_String
+run.restype = ctypes.py_object
+run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+print("sleeping inside PyRun_String", flush=True)
+scope = {}
+run(b"import time\\ntime.sleep(120)\\n", 257, scope, scope)  # 257: Py_file_input
+mlflow.models.set_model(Never())
+"""
+
+
+@pytest.mark.e2e
+def test_sigterm_inside_c_code_that_runs_python_still_exits_0(env: ModelEnv, tmp_path: Path) -> None:
+    """Seen in CI: "stopped before the model was loaded", then exit -2. A plain KeyboardInterrupt that passes
+    through PyRun_String sets CPython's unhandled-interrupt flag, and the process then kills itself with SIGINT at
+    exit whatever the server returned; the server raises its own subclass, which CPython does not flag."""
+    import mlflow
+
+    code = tmp_path / "nested_model.py"
+    code.write_text(NESTED_MODEL_CODE)
+    mlflow.pyfunc.save_model(tmp_path / "model", python_model=str(code))
+    write_model_settings(tmp_path / "models", "nested", tmp_path / "model", "1")
+    nested = ModelEnv("nested", env.python, tmp_path / "models")
+    log = tmp_path / "nested.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(mlflow_backend_command(nested, free_port()), env=mlflow_backend_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "sleeping inside PyRun_String" not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            stop(proc, signal.SIGTERM, 90)
+    assert "stopped before the model was loaded" in log.read_text(), log.read_text()[-3000:]
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
 @pytest.mark.e2e
 def test_metrics_count_inferences_when_the_venv_has_prometheus_client(both: tuple[Any, Any]) -> None:
     ours, _ = both

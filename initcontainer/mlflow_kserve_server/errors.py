@@ -1,4 +1,5 @@
-"""Errors: a V2 error answered to one request (the server keeps serving), and the two ways start-up fails."""
+"""Errors: a V2 error answered to one request (the server keeps serving), the ways start-up fails, and the stop
+signal raised while the model loads."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ class StartError(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived while the model was loading; the server exits 0.
+
+    A subclass, not KeyboardInterrupt itself: when a plain KeyboardInterrupt passes through C code that runs Python
+    with ``PyRun_String`` (some extension modules do, while MLflow imports them), CPython sets a process-wide flag
+    (``_Py_UnhandledKeyboardInterrupt``, Python/pythonrun.c ``run_eval_code_obj``) that nothing clears, and at exit
+    it kills the process with SIGINT even though the server caught the interrupt and returned 0 (seen in CI: exit -2
+    after "stopped before the model was loaded"). The flag is set only for the exact type, so a subclass is safe."""

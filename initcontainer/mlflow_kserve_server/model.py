@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_kserve_server.errors import EXIT_LOAD, StartError, V2Error
+from mlflow_kserve_server.errors import EXIT_LOAD, StartError, Stopped, V2Error
 from mlflow_kserve_server.settings import ModelSettings
 from mlflow_kserve_server.signature import ModelSignature, read_signature
 
@@ -62,7 +62,7 @@ def load(settings: ModelSettings) -> ServedModel:
         pyfunc = loader(str(settings.path))
     except BaseException as exc:
         if _interrupted(exc):
-            raise KeyboardInterrupt from None
+            raise Stopped from None
         log.error("loading the model failed:\n%s", traceback.format_exc().rstrip())
         raise StartError(
             f"the model failed to load: {type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_LOAD
@@ -75,9 +75,9 @@ def load(settings: ModelSettings) -> ServedModel:
 
 
 def _interrupted(exc: BaseException | None) -> bool:
-    """A stop (SIGTERM/SIGINT raise KeyboardInterrupt while loading) even when the import it hit wrapped it:
-    Python turns an exception inside a class's ``__set_name__`` into RuntimeError "Error calling __set_name__",
-    with the KeyboardInterrupt as its cause."""
+    """A stop (SIGTERM/SIGINT raise ``Stopped``, a KeyboardInterrupt, while loading) even when the import it hit
+    wrapped it: Python turns an exception inside a class's ``__set_name__`` into RuntimeError "Error calling
+    __set_name__", with the KeyboardInterrupt as its cause."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_kserve_server import metrics
-from mlflow_kserve_server.errors import EXIT_CONFIG, EXIT_LOAD, StartError
+from mlflow_kserve_server.errors import EXIT_CONFIG, EXIT_LOAD, StartError, Stopped
 from mlflow_kserve_server.settings import ModelSettings, Settings, read_model_settings
 
 log = logging.getLogger("mlflow_kserve_server")
@@ -76,10 +76,11 @@ def _serve(
     from mlflow_kserve_server.app import build_app
     from mlflow_kserve_server.model import load
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a stop while the model loads: like Ctrl-C, exit 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)  # a stop while the model loads: like Ctrl-C, exit 0
     try:
         served = load(model_settings)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Stopped, or a Ctrl-C that arrived before the handlers above
         log.info("stopped before the model was loaded")
         return 0
     observe = metrics.observer(model_settings.name, model_settings.version) if _metrics_on(settings) else None
@@ -116,7 +117,7 @@ def _metrics_on(settings: Settings) -> bool:
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Stopped
 
 
 def _quiet_signals() -> None:
