@@ -236,18 +236,24 @@ def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEn
 
 @pytest.mark.e2e
 def test_sigterm_while_the_model_loads_stops_the_server_with_exit_0(env: ModelEnv, tmp_path: Path) -> None:
-    log = tmp_path / "early.log"
+    returncode, text = _sigterm_once_logged(env, tmp_path / "early.log", "loading model")
+    assert returncode == 0, text[-3000:]
+    assert "stopped" in text, "either before the model loaded or, if it was that fast, after"
+
+
+def _sigterm_once_logged(env: ModelEnv, log: Path, line: str) -> tuple[int, str]:
+    """Start the mlflow backend on ``env``, SIGTERM it as soon as its output shows ``line``: its exit code and log."""
     with log.open("w") as out:
         proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)  # fmt: skip
         try:
-            while "loading model" not in log.read_text():
-                assert proc.poll() is None, log.read_text()
+            deadline = time.monotonic() + 120
+            while line not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
         finally:
             stop(proc, signal.SIGTERM, 90)
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    assert "stopped" in log.read_text(), "either before the model loaded or, if it was that fast, after"
+    return proc.returncode, log.read_text()
 
 
 NESTED_MODEL_CODE = """
@@ -284,19 +290,9 @@ def test_sigterm_inside_c_code_that_runs_python_still_exits_0(env: ModelEnv, tmp
     mlflow.pyfunc.save_model(tmp_path / "model", python_model=str(code))
     write_model_settings(tmp_path / "models", "nested", tmp_path / "model", "1")
     nested = ModelEnv("nested", env.python, tmp_path / "models")
-    log = tmp_path / "nested.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(mlflow_backend_command(nested, free_port()), env=mlflow_backend_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            while "sleeping inside PyRun_String" not in log.read_text():
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-        finally:
-            stop(proc, signal.SIGTERM, 90)
-    assert "stopped before the model was loaded" in log.read_text(), log.read_text()[-3000:]
-    assert proc.returncode == 0, log.read_text()[-3000:]
+    returncode, text = _sigterm_once_logged(nested, tmp_path / "nested.log", "sleeping inside PyRun_String")
+    assert "stopped before the model was loaded" in text, text[-3000:]
+    assert returncode == 0, text[-3000:]
 
 
 @pytest.mark.e2e

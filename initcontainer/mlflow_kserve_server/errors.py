@@ -29,7 +29,7 @@ class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGINT arrived while the model was loading; the server exits 0.
 
     A subclass, not KeyboardInterrupt itself: when a plain KeyboardInterrupt passes through C code that runs Python
-    with ``PyRun_String`` (some extension modules do, while MLflow imports them), CPython sets a process-wide flag
+    with ``PyRun_String`` (code a model's load runs may do that), CPython sets a process-wide flag
     (``_Py_UnhandledKeyboardInterrupt``, Python/pythonrun.c ``run_eval_code_obj``) that nothing clears, and at exit
     it kills the process with SIGINT even though the server caught the interrupt and returned 0 (seen in CI: exit -2
     after "stopped before the model was loaded"). The flag is set only for the exact type, so a subclass is safe."""
