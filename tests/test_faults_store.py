@@ -33,12 +33,16 @@ def test_s3_key_with_dotdot(s3: S3, models: dict[str, BuiltModel], tmp_path: Pat
 def test_registry_artifact_with_dotdot(
     registry: Registry, s3: S3, models: dict[str, BuiltModel], tmp_path: Path
 ) -> None:
+    from mlflow import MlflowClient
+
     uri = register(registry, s3, "traversal-model", models["sklearn-columns"].path)
+    # The planted key goes under this version's own run: the registry and bucket are shared with other tests' models
+    # (guessing "the newest MLmodel" by its 1-second LastModified once planted it in another model, which then failed).
+    run_id = MlflowClient(registry.tracking_uri).get_model_version_by_alias("traversal-model", "champion").run_id
     client = s3.client()
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket, Prefix="mlartifacts/")["Contents"]]
-    model_prefix = next(k for k in keys if k.endswith("/MLmodel") and "traversal" not in k).rsplit("/", 1)[0]
-    newest = max(keys, key=lambda k: client.head_object(Bucket=s3.bucket, Key=k)["LastModified"])
-    model_prefix = newest.rsplit("/", 1)[0] if newest.endswith("/MLmodel") else model_prefix
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix="mlartifacts/")
+    keys = [o["Key"] for page in pages for o in page["Contents"]]
+    model_prefix = next(k for k in keys if k.endswith(f"/{run_id}/artifacts/model/MLmodel")).rsplit("/", 1)[0]
     client.put_object(Bucket=s3.bucket, Key=f"{model_prefix}/../../../evil-registry.txt", Body=b"planted")
     dirs = Dirs(tmp_path / "pod")
     proc = cli("init", uri, dirs, planted({**os.environ, **s3.env, **registry.env}))
