@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from support.cli import wait_ready
-from support.models import CACHE, BuiltModel
+from support.models import BuiltModel
 from support.services import free_port, stop
 from support.v2servers import (
     ModelEnv,
@@ -85,14 +85,14 @@ def request(kind: str, **change: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def env(models: dict[str, BuiltModel], tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
+def env(models: dict[str, BuiltModel], shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
     """The kinds model saved with the test venv's MLflow, beside the sklearn-columns venv (MLflow 3.17.2)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
     work = tmp_path_factory.mktemp("kinds")
-    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache")
+    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", shared_cache)
     code = work / "kinds_model.py"
     code.write_text(MODEL_CODE)
     example = pd.DataFrame({"x": [1.0, 2.0], "text": ["a", "b"]})
@@ -245,8 +245,9 @@ def _sigterm_once_logged(env: ModelEnv, log: Path, line: str, **variables: str) 
     """Start the mlflow backend on ``env`` (``variables`` added to its environment), SIGTERM it as soon as its
     output shows ``line``: its exit code and log."""
     with log.open("w") as out:
-        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(**variables), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)  # fmt: skip
+        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(**variables),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=log.parent)  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while line not in log.read_text():
