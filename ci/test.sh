@@ -3,23 +3,28 @@
 # timed on a line of its own and in a table at the end:
 #   lint          ruff check and ruff format --check
 #   unit          pytest -m "not e2e and not network", with no network (ci/offline.sh): seconds, no installs
-#   e2e-tests     pytest -m "network or e2e" (real indexes, real installs, real servers), on PYTEST_WORKERS
-#                 pytest-xdist workers (default 2), one module per worker at a time (--dist loadscope: a module's
-#                 servers start once)
+#   e2e-tests     pytest -m "network or e2e" (real indexes, real installs, real servers) on PYTEST_WORKERS
+#                 pytest-xdist workers, one module per worker at a time (--dist loadscope: a module's servers
+#                 start once)
 #   release-test  tests/test_release.py: `make release` to a local OCI registry, the container e2e on its images
 #   container-e2e ci/e2e: the chart's pods run with podman
+# Two lanes run side by side: the tests (lint, unit, e2e-tests) and the containers (release-test, then
+# container-e2e, which reuses the release's base images and layers). Most of a phase is waiting (on the package
+# index, on a server starting, on a pod), so the machine is mostly idle in one lane alone. The container lane's
+# output is printed when it ends. LANES=1 runs every phase one after the other.
 # Every phase runs even when one before it failed (one run tells everything); the exit code is the first failure's.
-# PHASES="lint unit" runs only those, in that order.
+# PHASES="lint unit" runs only those, in that order, in one lane.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 PYTEST=(.venv/bin/pytest -p no:cacheprovider --durations=30)
-WORKERS=${PYTEST_WORKERS:-2}
-PHASES=${PHASES:-lint unit e2e-tests release-test container-e2e}
+WORKERS=${PYTEST_WORKERS:-3}
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
 
 run_phase() {
   case "$1" in
     lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . ;;
-    unit) bash ci/offline.sh "${PYTEST[@]}" -m "not e2e and not network" -n "$WORKERS" --dist loadscope ;;
+    unit) bash ci/offline.sh "${PYTEST[@]}" -m "not e2e and not network" -n 2 --dist loadscope ;;
     e2e-tests) "${PYTEST[@]}" -m "network or e2e" -n "$WORKERS" --dist loadscope --ignore tests/test_release.py ;;
     release-test) "${PYTEST[@]}" -m e2e tests/test_release.py ;;
     container-e2e) bash ci/e2e ;;
@@ -27,19 +32,40 @@ run_phase() {
   esac
 }
 
-first_failure=0
-table=()
-for name in $PHASES; do
-  echo "=== phase $name"
-  start=$SECONDS
-  run_phase "$name"
-  code=$?
-  took=$((SECONDS - start))
-  echo "=== phase $name took ${took}s (exit $code)"
-  table+=("$(printf '%-14s %6ss  exit %s' "$name" "$took" "$code")")
+phases() {  # run the phases named, in order; each one's seconds and exit code go to $results/<n>-<phase>
+  for name in "$@"; do
+    echo "=== phase $name"
+    local start=$SECONDS code
+    run_phase "$name"
+    code=$?
+    echo "=== phase $name took $((SECONDS - start))s (exit $code)"
+    echo "$((SECONDS - start)) $code" > "$results/$(date +%s%N)-$name"
+  done
+}
+
+if [ -n "${PHASES:-}" ] || [ "${LANES:-2}" = 1 ]; then
+  # shellcheck disable=SC2086  # a list of phase names
+  phases ${PHASES:-lint unit e2e-tests release-test container-e2e}
+else
+  container_log="$results/container-lane.log"
+  phases release-test container-e2e > "$container_log" 2>&1 &
+  containers=$!
+  echo "=== the container lane (release-test, container-e2e) runs beside these phases; its output follows them"
+  phases lint unit e2e-tests
+  wait "$containers"
+  echo "=== the container lane's output"
+  cat "$container_log"
+fi
+
+echo
+echo "phase          seconds  exit"
+first_failure=0 total=0
+for file in "$results"/[0-9]*; do
+  read -r took code < "$file"
+  name=$(basename "$file")
+  printf '%-14s %7s  %4s\n' "${name#*-}" "$took" "$code"
+  total=$((total + took))
   if [ "$code" != 0 ] && [ "$first_failure" = 0 ]; then first_failure=$code; fi
 done
-echo
-echo "phase          seconds"
-printf '%s\n' "${table[@]}"
+echo "the phases took ${total}s; with the lanes side by side, ${SECONDS}s passed"
 exit "$first_failure"
