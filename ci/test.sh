@@ -3,15 +3,15 @@
 # timed on a line of its own and in a table at the end:
 #   lint          ruff check and ruff format --check
 #   unit          pytest -m "not e2e and not network", with no network (ci/offline.sh): seconds, no installs
-#   e2e-tests     pytest -m "network or e2e" (real indexes, real installs, real servers) on PYTEST_WORKERS
-#                 pytest-xdist workers, one module per worker at a time (--dist loadscope: a module's servers
-#                 start once)
-#   release-test  tests/test_release.py: `make release` to a local OCI registry, the container e2e on its images
+#   e2e-tests     pytest -m "network or e2e" (real indexes, real installs, real servers), the release test
+#                 (tests/test_release.py: `make release` to a local OCI registry, the container e2e on its images)
+#                 among them, on PYTEST_WORKERS pytest-xdist workers (default 3), one module per worker at a time
+#                 (--dist loadscope: a module's servers start once); then each module's seconds, the release
+#                 test's first
 #   container-e2e ci/e2e: the chart's pods run with podman
-# Two lanes run side by side: the tests (lint, unit, e2e-tests) and the containers (release-test, then
-# container-e2e, which reuses the release's base images and layers). Most of a phase is waiting (on the package
-# index, on a server starting, on a pod), so the machine is mostly idle in one lane alone. The container lane's
-# output is printed when it ends. LANES=1 runs every phase one after the other.
+# Two lanes run side by side: the tests (lint, unit, e2e-tests) and the container e2e. Most of a phase is waiting
+# (on the package index, on a server or a pod starting), so one lane alone leaves the machine mostly idle. The
+# container lane's output is printed when it ends. LANES=1 runs the phases one after the other.
 # Every phase runs even when one before it failed (one run tells everything); the exit code is the first failure's.
 # PHASES="lint unit" runs only those, in that order, in one lane.
 set -uo pipefail
@@ -25,10 +25,12 @@ run_phase() {
   case "$1" in
     lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . ;;
     unit) bash ci/offline.sh "${PYTEST[@]}" -m "not e2e and not network" -n 2 --dist loadscope ;;
-    e2e-tests) "${PYTEST[@]}" -m "network or e2e" -n "$WORKERS" --dist loadscope --ignore tests/test_release.py ;;
-    release-test) "${PYTEST[@]}" -m e2e tests/test_release.py ;;
+    e2e-tests) "${PYTEST[@]}" -m "network or e2e" -n "$WORKERS" --dist loadscope --junitxml "$results/e2e.xml"
+      local code=$?
+      .venv/bin/python ci/module_seconds.py "$results/e2e.xml" tests/test_release.py
+      return $code ;;
     container-e2e) bash ci/e2e ;;
-    *) echo "unknown phase '$1' (phases: lint unit e2e-tests release-test container-e2e)" >&2; return 2 ;;
+    *) echo "unknown phase '$1' (phases: lint unit e2e-tests container-e2e)" >&2; return 2 ;;
   esac
 }
 
@@ -45,12 +47,12 @@ phases() {  # run the phases named, in order; each one's seconds and exit code g
 
 if [ -n "${PHASES:-}" ] || [ "${LANES:-2}" = 1 ]; then
   # shellcheck disable=SC2086  # a list of phase names
-  phases ${PHASES:-lint unit e2e-tests release-test container-e2e}
+  phases ${PHASES:-lint unit e2e-tests container-e2e}
 else
   container_log="$results/container-lane.log"
-  phases release-test container-e2e > "$container_log" 2>&1 &
+  phases container-e2e > "$container_log" 2>&1 &
   containers=$!
-  echo "=== the container lane (release-test, container-e2e) runs beside these phases; its output follows them"
+  echo "=== the container lane (container-e2e) runs beside these phases; its output follows them"
   phases lint unit e2e-tests
   wait "$containers"
   echo "=== the container lane's output"
