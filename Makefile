@@ -1,4 +1,5 @@
-# Developer entry points. `make setup` once, then `make test` (what CI runs via .ci/run).
+# Developer entry points. `make setup` once, then `make unit` while you work (about a minute, no network) and
+# `make test` before you push (what CI runs via .ci/run: every tier, the container e2e and the release test).
 PYTHON ?= python3
 PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
 PLATFORMS ?= linux/amd64 linux/arm64
@@ -21,12 +22,11 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit:  ## everything but the slow end-to-end tests
-	$(BIN)/pytest -m "not e2e"
+unit:  ## the fast tier: no network, no model environments built (ci/offline.sh proves it), on two workers
+	bash ci/offline.sh $(BIN)/pytest -m "not e2e and not network" -n 2 --dist loadscope
 
-test: lint  ## all tests, the e2e-marked ones included (real installs, real MLServer), then the container e2e
-	$(BIN)/pytest
-	bash ci/e2e
+test:  ## everything CI runs, phase by phase with timings (ci/test.sh): lint, unit, e2e-tests, release-test, container-e2e
+	bash ci/test.sh
 
 e2e:  ## the chart's rendered pod run with podman: helm template -> pod -> init -> MLServer -> V2 answer
 	bash ci/e2e

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 ENGINE=${ENGINE:-podman}
 PYTHON_VERSION=${PYTHON_VERSION:-3.11}
 IMAGE="docker.io/library/python:${PYTHON_VERSION}-slim"
+mkdir -p .cache/base
+exec 9>".cache/base/.lock-${PYTHON_VERSION}"
+flock 9  # one maker per minor: the release test and ci/e2e may ask at once (ci/test.sh runs them side by side)
 
 if $ENGINE image exists "$IMAGE" 2>/dev/null; then
   echo "base image $IMAGE present"; exit 0
@@ -22,7 +25,6 @@ case "$PYTHON_VERSION" in
   *) echo "no registry, and no Debian release has python3 ${PYTHON_VERSION} (bookworm: 3.11, trixie: 3.13): cannot make $IMAGE here" >&2
      exit 1 ;;
 esac
-mkdir -p .cache/base
 TARBALL=.cache/base/${suite}-python3.tar
 LOG=.cache/base/debootstrap-${suite}.log
 if [ ! -s "$TARBALL" ]; then

@@ -22,7 +22,9 @@ in that S3) on 127.0.0.1, and MLflow models built in venvs with their own MLflow
   artifacts, registered as version 1, alias ``champion``).
 - ``cli_env`` (session) -> dict[str, str]: os.environ + S3 + registry env, for running the CLI as a subprocess.
 - ``env`` (session) -> dict[str, str]: os.environ + S3 env only (no registry to start).
-- ``shared_cache`` (session) -> Path: one --cache-dir for the whole run, so each environment is built once.
+- ``shared_cache`` (session) -> Path: one --cache-dir (``.cache/env-cache``) shared by every test, every xdist
+  worker and later runs (the product's cache is made for replicas sharing it: file locks, publish by rename), so
+  each model environment is built once. Tests that assert what the cache does (hits, eviction) use their own.
 - ``gcs`` / ``azure`` (session) -> support.emulators.GCS / Azure: gcp-storage-emulator and Azurite's Blob service
   on free ports, bucket/container ``models``; ``.env`` points a client at them (STORAGE_EMULATOR_HOST,
   AZURE_STORAGE_CONNECTION_STRING), ``.upload_dir(path, prefix)`` -> "gs://models/<prefix>" /
@@ -30,6 +32,14 @@ in that S3) on 127.0.0.1, and MLflow models built in venvs with their own MLflow
 - ``fetch_log`` -> FetchLog: the fetch step's log records while the test runs (``.retries()``, ``.text()``).
 - ``auth_registry`` (session) -> support.services.Registry: a second ``mlflow server``, with MLflow's basic-auth
   app, proxying its artifacts (http:// and mlflow-artifacts:/ URIs); ``.env`` carries the admin's credentials.
+
+Tiers (``pytest_collection_modifyitems`` below): ``e2e`` (slow, marked by hand) and ``network`` (needs the package
+index, or builds model environments: every test using ``models`` and the fixtures built on it is marked so
+automatically, the rest by hand). ``make unit`` runs neither (CI runs it with no network at all); ``make test`` all.
+
+Every uv the tests start (the CLI's, the builders') shares one download cache, ``.cache/uv`` (set as
+``UV_CACHE_DIR`` for the session, as an operator may set it; a test of the product's own cache layout unsets it),
+so wheels are downloaded once and hard-linked into each venv.
 
 More in tests/support: variants.py (broken copies of a model: no MLmodel, no python_function flavor, extra
 requirement lines, another Python), cli.py (run the CLI, serve with `run`, V2 requests), services.py (also a
@@ -46,8 +56,21 @@ from pathlib import Path
 import pytest
 from support.emulators import GCS, Azure, azurite, gcs_emulator
 from support.logs import FetchLog
-from support.models import BuiltModel, build_all
+from support.models import CACHE, BuiltModel, build_all
 from support.services import S3, Registry, mlflow_server, moto_s3, register
+
+# Fixtures that build model environments or read the package index: a test using one is in the network tier.
+NETWORK_FIXTURES = {"models", "s3_models", "registry_models"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("UV_CACHE_DIR", str(CACHE / "uv"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.network)
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +112,10 @@ def env(s3: S3) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("shared-cache")
+def shared_cache() -> Path:
+    path = CACHE / "env-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -134,6 +134,7 @@ def uv_model() -> BuiltModel:
     return build("uv-project")
 
 
+@pytest.mark.network
 def test_the_uv_project_fixture_is_an_exported_uv_lock(uv_model: BuiltModel) -> None:
     text = (uv_model.path / "requirements.txt").read_text()
     assert 'python_full_version < "3.12"' in text, "uv export keeps the lock's markers"
@@ -142,6 +143,7 @@ def test_the_uv_project_fixture_is_an_exported_uv_lock(uv_model: BuiltModel) -> 
     assert len(pins) > 50, "the whole project lock, not the packages MLflow saw imported"
 
 
+@pytest.mark.network
 def test_auto_chooses_mlflow_for_the_uv_project_model(
     uv_model: BuiltModel, env: dict[str, str], shared_cache: Path, tmp_path: Path
 ) -> None:

@@ -69,6 +69,7 @@ def _locker(*model: str):
     return lock, tried
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("requested", ["auto", "mlserver"])
 def test_a_model_mlserver_resolves_with_gets_mlserver(requested: str) -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==6.33.6")
@@ -82,6 +83,7 @@ def test_a_model_mlserver_resolves_with_gets_mlserver(requested: str) -> None:
     )
 
 
+@pytest.mark.network
 def test_auto_falls_back_to_mlflow_when_the_model_pins_protobuf_7() -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==7.36.2")
     chosen, result = choose(candidates("auto", "3.17.2", "3.11.7"), lock)
@@ -98,6 +100,7 @@ def test_auto_falls_back_to_mlflow_when_the_model_pins_protobuf_7() -> None:
     )
 
 
+@pytest.mark.network
 def test_explicit_mlserver_keeps_exit_6_and_names_the_mlflow_backend() -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==7.36.2")
     with pytest.raises(ResolveError) as info:
@@ -109,6 +112,7 @@ def test_explicit_mlserver_keeps_exit_6_and_names_the_mlflow_backend() -> None:
     assert "protobuf" in message and "--backend mlflow serves models of MLflow >= 2.21" in message
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("requested", ["auto", "mlflow"])
 def test_a_model_whose_own_pins_conflict_exits_6(requested: str) -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==7.36.2", "opentelemetry-proto<1.9")

@@ -43,6 +43,7 @@ def _imports_six(venv: Path) -> bool:
     return subprocess.run([venv / "bin" / "python", "-c", "import six"], check=False).returncode == 0
 
 
+@pytest.mark.network
 def test_concurrent_replicas_build_once(tmp_path: Path, lock_file: Path) -> None:
     root, log = tmp_path / "cache", tmp_path / "builds.log"
     dests = [tmp_path / f"pod{i}" / "venv" for i in range(6)]
@@ -58,6 +59,7 @@ def test_concurrent_replicas_build_once(tmp_path: Path, lock_file: Path) -> None
     assert all(_imports_six(d) for d in dests)
 
 
+@pytest.mark.network
 def test_build_killed_midway_leaves_nothing_visible(tmp_path: Path, lock_file: Path) -> None:
     root, log = tmp_path / "cache", tmp_path / "builds.log"
     (tmp_path / "pod").mkdir()
@@ -78,6 +80,7 @@ def test_build_killed_midway_leaves_nothing_visible(tmp_path: Path, lock_file: P
     assert not list((root / "tmp").iterdir()), "the next build removed the leftovers"
 
 
+@pytest.mark.network
 def test_eviction_is_least_recently_used_first(tmp_path: Path, lock_file: Path) -> None:
     cache = EnvCache(tmp_path / "cache")
     for key in ("a", "b", "c"):
@@ -138,6 +141,7 @@ def _hold_shared_lock(path: Path) -> subprocess.Popen[bytes]:
     return holder
 
 
+@pytest.mark.network
 def test_serve_from_cache_links_and_eviction_spares_entries_in_use(tmp_path: Path, lock_file: Path) -> None:
     cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
     for key in ("a", "b", "c"):
@@ -166,6 +170,7 @@ def test_serve_from_cache_links_and_eviction_spares_entries_in_use(tmp_path: Pat
     assert [key for key, _, _ in cache.entries()] == ["c"]
 
 
+@pytest.mark.network
 def test_serving_holds_the_entry_in_use_like_the_server_image(tmp_path: Path, lock_file: Path) -> None:
     """`mlflow-kserve run` serves from the cache inside serving(): eviction must skip the entry meanwhile."""
     cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
@@ -182,6 +187,7 @@ def test_serving_holds_the_entry_in_use_like_the_server_image(tmp_path: Path, lo
     assert cache.evict() == ["a"], "released when serving ends"
 
 
+@pytest.mark.network
 def test_serving_a_copied_venv_locks_nothing(tmp_path: Path, lock_file: Path) -> None:
     cache = EnvCache(tmp_path / "cache")
     cache.provide_env("k", tmp_path / "venv", lambda p: _build(lock_file, tmp_path / "log", p))
@@ -192,6 +198,7 @@ def test_serving_a_copied_venv_locks_nothing(tmp_path: Path, lock_file: Path) ->
         assert _imports_six(tmp_path / "venv")
 
 
+@pytest.mark.network
 def test_restore_replaces_a_venv_left_by_an_earlier_attempt(tmp_path: Path, lock_file: Path) -> None:
     (tmp_path / "pod" / "venv" / "junk").mkdir(parents=True)  # e.g. a copy, before the slim fallback re-locked
     cache = EnvCache(tmp_path / "cache", serve_from_cache=True)
@@ -202,7 +209,11 @@ def test_restore_replaces_a_venv_left_by_an_earlier_attempt(tmp_path: Path, lock
     assert not (tmp_path / "pod" / "venv").is_symlink() and _imports_six(tmp_path / "pod" / "venv")
 
 
-def test_over_the_limit_the_download_cache_goes_but_entries_keep_their_files(tmp_path: Path, lock_file: Path) -> None:
+@pytest.mark.network
+def test_over_the_limit_the_download_cache_goes_but_entries_keep_their_files(
+    tmp_path: Path, lock_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UV_CACHE_DIR", raising=False)  # the product's own layout: uv's cache inside the cache dir
     root = tmp_path / "cache"
     cache = EnvCache(root)
     installer = UvInstaller(cache.uv_cache_dir)  # as init builds: uv hard-links from uv/ into the entry

@@ -206,6 +206,7 @@ def test_progress_is_logged_while_a_slow_download_runs(
     assert fetch_log.records[-1].getMessage().startswith(f"fetched {len(_files(source))} files")
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("uri", "package", "extra"),
     [

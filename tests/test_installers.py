@@ -24,6 +24,7 @@ def wheel_lock(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", ["uv", "pip"])
 def test_venv_is_complete_and_relocatable(name: str, wheel_lock: Path, tmp_path: Path) -> None:
     installer = make_installer(name, tmp_path / "cache")
@@ -40,6 +41,7 @@ def test_venv_is_complete_and_relocatable(name: str, wheel_lock: Path, tmp_path:
     assert not list((moved / "lib").glob("python3*/site-packages/wheel/__pycache__/*.pyc"))
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", ["uv", "pip"])
 def test_hash_mismatch_is_an_install_failure(name: str, wheel_lock: Path, tmp_path: Path) -> None:
     tampered = tmp_path / "requirements.lock"

@@ -17,6 +17,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_lock_pins_every_package_with_hashes(installer: str) -> None:
     lock = resolve(LockRequest(("packaging==24.2", "six"), constraints=("six<1.17",)), installer)
@@ -25,6 +26,7 @@ def test_lock_pins_every_package_with_hashes(installer: str) -> None:
     assert "--hash=sha256:" in lock.text
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_conflict_with_the_serving_stack_exits_6_naming_both_sides(installer: str) -> None:
     with pytest.raises(ResolveError) as info:
@@ -33,6 +35,22 @@ def test_conflict_with_the_serving_stack_exits_6_naming_both_sides(installer: st
     message = str(info.value)
     assert "protobuf" in message and "mlserver" in message
     assert "\n" not in message
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_the_callers_terminal_width_does_not_change_what_is_read_from_the_resolver(
+    installer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv wraps its errors at COLUMNS (pytest-xdist sets 80): a wrapped 'Because …' once read as an outage."""
+    messages = []
+    for columns in (None, "40"):
+        if columns:
+            monkeypatch.setenv("COLUMNS", columns)
+        with pytest.raises(ResolveError) as info:
+            resolve(LockRequest(("six==1.16.0", "six==1.15.0")), installer)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "six" in messages[0]
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
@@ -45,6 +63,7 @@ def test_unreachable_index_exits_7(installer: str) -> None:
     assert "s3cret" not in str(info.value)
 
 
+@pytest.mark.network
 def test_uv_excludes_drop_a_package_for_slim() -> None:
     lock = resolve(LockRequest(("mlserver-mlflow==1.7.1", "mlflow-skinny==2.22.0"), excludes=("mlflow",)), "uv")
     assert "mlflow" not in lock.packages
@@ -56,6 +75,7 @@ def test_lock_parses_names_canonically() -> None:
     assert lock.packages == {"foo-bar": "1.0", "zope-interface": "6.0"}
 
 
+@pytest.mark.network
 def test_lock_uses_the_target_interpreter() -> None:
     lock = resolve(LockRequest(("tomli; python_version < '3.11'", "six"), python=sys.executable), "uv")
     assert ("tomli" in lock.packages) == (sys.version_info < (3, 11))

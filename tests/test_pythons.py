@@ -58,12 +58,14 @@ def test_run_serves_on_each_python_through_auto(
         assert facts["packages"]["mlserver"] == "1.7.1"
 
 
+@pytest.mark.network
 def test_the_313_model_was_logged_on_313() -> None:
     require_python("3.13")
     model = build("sklearn-py313")
     assert (model.path / "python_env.yaml").read_text().startswith("python: 3.13.")
 
 
+@pytest.mark.network
 def test_backend_mlserver_on_313_exits_6_naming_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
     proc = _check_313_model(require_python("3.13"), env, tmp_path, "--backend", "mlserver")
     assert proc.returncode == 6, proc.stderr
@@ -72,6 +74,7 @@ def test_backend_mlserver_on_313_exits_6_naming_the_mlflow_backend(env: dict[str
     assert "--backend mlflow serves models of MLflow >= 2.21" in message
 
 
+@pytest.mark.network
 def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], tmp_path: Path) -> None:
     """Its numpy pin needs Python >= 3.12: neither backend resolves on 3.11, and the message says why for each."""
     proc = _check_313_model(require_python("3.11"), env, tmp_path, "--json")
@@ -82,6 +85,7 @@ def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], t
     assert "numpy" in message and not proc.stdout.strip(), "no plan printed"
 
 
+@pytest.mark.network
 def test_check_on_313_plans_the_mlflow_backend(env: dict[str, str], tmp_path: Path) -> None:
     proc = _check_313_model(require_python("3.13"), env, tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr

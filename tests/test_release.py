@@ -23,7 +23,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from support.services import oci_registry
+from support.services import free_port, oci_registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -140,7 +140,8 @@ def test_the_e2e_passes_on_images_pulled_from_the_registry(release: Release, tmp
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{store}/graph"\nrunroot = "{store}/run"\n')
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf), "CONTAINERS_CONF": str(ROOT / "ci" / "containers.conf")}
     chart = tmp_path / f"mlflow-kserve-{VERSION}.tgz"  # its default images: the release's
-    e2e = {**env, "E2E_PULL": "1", "E2E_CHART": str(chart), "E2E_SCENARIOS": "1"}
+    # its own host port: the container e2e (ci/test.sh's other lane) may be serving on the default one right now
+    e2e = {**env, "E2E_PULL": "1", "E2E_CHART": str(chart), "E2E_SCENARIOS": "1", "E2E_HOST_PORT": str(free_port())}
     try:
         proc = subprocess.run(["bash", "ci/e2e"], cwd=ROOT, env=e2e, capture_output=True, text=True, timeout=1800)
     finally:

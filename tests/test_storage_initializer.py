@@ -109,6 +109,7 @@ def test_kserve_arguments_and_annotations_build_the_layout_the_server_reads(
     assert sorted(p.name for p in dest.iterdir()) == [".env", "model", "model-settings.json"]
 
 
+@pytest.mark.network
 def test_mlflow_artifacts_uris_are_fetched_through_the_artifact_proxy(tmp_path: Path) -> None:
     """`mlflow-artifacts:` (claimed by the runtime chart instead of the ambiguous mlflow+https://) goes to MLflow's
     artifact proxy: here a real HTTP server speaking its API, in both forms MLflow accepts (MLflow wants an http(s)

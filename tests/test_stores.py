@@ -134,6 +134,7 @@ def _dirs(tmp_path: Path) -> list[str]:
     return ["--models-dir", str(tmp_path / "models"), "--env-dir", str(tmp_path / "env")]
 
 
+@pytest.mark.network
 def test_check_fetches_and_plans_from_each_store(
     store: Store, models: dict[str, BuiltModel], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -165,6 +166,7 @@ def _fetch_fails(uri: str, env: dict[str, str], tmp_path: Path) -> FetchError:
     return info.value
 
 
+@pytest.mark.network
 def test_a_missing_model_is_not_found_in_each_store(store: Store, tmp_path: Path, fetch_log: FetchLog) -> None:
     for index, uri in enumerate(store.missing):
         message = str(_fetch_fails(uri, store.env, tmp_path / str(index)))
@@ -173,6 +175,7 @@ def test_a_missing_model_is_not_found_in_each_store(store: Store, tmp_path: Path
     assert fetch_log.retries() == 0, fetch_log.text()
 
 
+@pytest.mark.network
 def test_refused_credentials_are_denied_in_each_store(store: Store, tmp_path: Path, fetch_log: FetchLog) -> None:
     with store.denied(tmp_path) as env:
         message = str(_fetch_fails(store.uri, {**store.env, **env}, tmp_path))
@@ -198,6 +201,7 @@ DOWN = {
 }
 
 
+@pytest.mark.network
 def test_an_endpoint_that_is_down_ends_after_the_attempts_our_options_allow(
     store: Store, request: pytest.FixtureRequest, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

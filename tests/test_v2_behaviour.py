@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from support.cli import wait_ready
-from support.models import CACHE, BuiltModel
+from support.models import BuiltModel
 from support.services import free_port, stop
 from support.v2servers import (
     ModelEnv,
@@ -85,14 +85,14 @@ def request(kind: str, **change: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def env(models: dict[str, BuiltModel], tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
+def env(models: dict[str, BuiltModel], shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
     """The kinds model saved with the test venv's MLflow, beside the sklearn-columns venv (MLflow 3.17.2)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
     work = tmp_path_factory.mktemp("kinds")
-    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache")
+    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", shared_cache)
     code = work / "kinds_model.py"
     code.write_text(MODEL_CODE)
     example = pd.DataFrame({"x": [1.0, 2.0], "text": ["a", "b"]})
@@ -241,11 +241,13 @@ def test_sigterm_while_the_model_loads_stops_the_server_with_exit_0(env: ModelEn
     assert "stopped" in text, "either before the model loaded or, if it was that fast, after"
 
 
-def _sigterm_once_logged(env: ModelEnv, log: Path, line: str) -> tuple[int, str]:
-    """Start the mlflow backend on ``env``, SIGTERM it as soon as its output shows ``line``: its exit code and log."""
+def _sigterm_once_logged(env: ModelEnv, log: Path, line: str, **variables: str) -> tuple[int, str]:
+    """Start the mlflow backend on ``env`` (``variables`` added to its environment), SIGTERM it as soon as its
+    output shows ``line``: its exit code and log."""
     with log.open("w") as out:
-        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)  # fmt: skip
+        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(**variables),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=log.parent)  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while line not in log.read_text():
@@ -258,6 +260,7 @@ def _sigterm_once_logged(env: ModelEnv, log: Path, line: str) -> tuple[int, str]
 
 NESTED_MODEL_CODE = """
 import ctypes
+import os
 
 import mlflow
 
@@ -271,9 +274,10 @@ class Never(mlflow.pyfunc.PythonModel):
 run = ctypes.pythonapi.PyRun_String
 run.restype = ctypes.py_object
 run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
-print("sleeping inside PyRun_String", flush=True)
-scope = {}
-run(b"import time\\ntime.sleep(120)\\n", 257, scope, scope)  # 257: Py_file_input
+if os.environ.get("NESTED_MODEL_SLEEP"):  # the server's load only: save_model runs this file too
+    print("sleeping inside PyRun_String", flush=True)
+    scope = {}
+    run(b"import time\\ntime.sleep(120)\\n", 257, scope, scope)  # 257: Py_file_input
 mlflow.models.set_model(Never())
 """
 
@@ -290,7 +294,9 @@ def test_sigterm_inside_c_code_that_runs_python_still_exits_0(env: ModelEnv, tmp
     mlflow.pyfunc.save_model(tmp_path / "model", python_model=str(code))
     write_model_settings(tmp_path / "models", "nested", tmp_path / "model", "1")
     nested = ModelEnv("nested", env.python, tmp_path / "models")
-    returncode, text = _sigterm_once_logged(nested, tmp_path / "nested.log", "sleeping inside PyRun_String")
+    returncode, text = _sigterm_once_logged(
+        nested, tmp_path / "nested.log", "sleeping inside PyRun_String", NESTED_MODEL_SLEEP="1"
+    )
     assert "stopped before the model was loaded" in text, text[-3000:]
     assert returncode == 0, text[-3000:]
 

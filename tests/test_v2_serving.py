@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from support.cli import v2_request
-from support.models import CACHE, BuiltModel
+from support.models import BuiltModel
 from support.services import free_port
 from support.v2servers import (
     ModelEnv,
@@ -30,9 +30,9 @@ TOO_OLD = ["sklearn-mlflow216", "sklearn-mlflow213"]  # MLflow 2.16, 2.13: Flask
 
 
 @pytest.fixture(scope="session")
-def env_cache() -> Path:
-    """init's dependency cache for these tests, kept with the built models: reruns restore each venv."""
-    return CACHE / "v2-env-cache"
+def env_cache(shared_cache: Path) -> Path:
+    """init's dependency cache for these tests: the session's, so a venv another test built is restored."""
+    return shared_cache
 
 
 def _env(models: dict[str, BuiltModel], name: str, tmp_path: Path, cache: Path, *extra: str) -> ModelEnv:

@@ -13,6 +13,9 @@ from pathlib import Path
 from mlflow_kserve.logs import get_logger
 
 _live: set[subprocess.Popen[str]] = set()  # children running now, for stop_all()
+# Tools wrap their messages at the caller's terminal width (uv's errors follow COLUMNS; pytest-xdist sets 80). Their
+# output is read by this program, which classifies failures from it, so no child sees a terminal size.
+_TERMINAL_SIZE = ("COLUMNS", "LINES")
 _live_lock = threading.Lock()
 
 
@@ -39,7 +42,7 @@ def run(
     Never raises for a non-zero exit: the caller classifies the failure from ``Result``.
     """
     log = get_logger("proc")
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in _TERMINAL_SIZE}
     log.debug("running %s", " ".join(str(c) for c in cmd))
     proc = subprocess.Popen(
         [str(c) for c in cmd],
