@@ -17,6 +17,11 @@ Then the server's RSS once ready (its process tree), and the latency of --reques
 
 A second table times the init step alone: `mlflow-kserve init` cold/warm/without a cache volume/--slim against
 raw uv and MLflow's `mlflow models prepare-env`.
+
+A third (alone with --store-only) times the environment store: `mlflow-kserve build` publishes to an S3 server
+(moto, on localhost), then "pod B" starts (`run`, a fresh work dir, the package index at a closed port) from the
+store, against warm local-cache starts of the same model, alternating, medians of --warm-runs: the archive's
+size, the download and unpack seconds, and pod B's ready time over the warm start's (target: at most 1.5x).
 """
 
 from __future__ import annotations
@@ -72,12 +77,13 @@ def mlserver_ready(venv: Path, models: Path, work: Path) -> tuple[float, int]:
         server.stop()
 
 
-def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0) -> dict:
+def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0, extra: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> dict:  # fmt: skip
     """`mlflow-kserve run` until ready: seconds (split at "[serve] starting"), RSS, and optionally latency."""
     port = next(PORTS)
     cmd = [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", NAME, "--work-dir", work, "--backend",
-           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]  # fmt: skip
-    server = Server(cmd, port, NAME)
+           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2), *extra]  # fmt: skip
+    server = Server(cmd, port, NAME, env=env)
     try:
         ready = server.wait_ready()
         init = server.seen("[serve] starting") or 0.0
@@ -89,7 +95,7 @@ def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0) ->
     env = next(work.glob("models/*/env"))
     facts = json.loads((env / "report.json").read_text())
     out.update(backend=facts["backend"]["name"], packages=len(facts["packages"]), venv_mb=facts["bytes"]["venv"] / 1e6,
-               venv=env / "venv", model_dir=env.parent / "models" / "model")  # fmt: skip
+               venv=env / "venv", model_dir=env.parent / "models" / "model", facts=facts)  # fmt: skip
     return out
 
 
@@ -248,15 +254,69 @@ def print_init_table(times: dict, notes: dict) -> None:
         print(f"| {key} | {what} | {value:.1f} | {vs_a} | {value / times['ref']:.2f}x | {notes.get(key, '')} |")
 
 
+# -- the environment store ----------------------------------------------------------------------------------
+TARGET_STORE = 1.5  # pod B from the store <= 1.5x a warm local-cache start
+
+
+def store_table(model: Path, work: Path, runs: int) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.services import moto_s3
+
+    with moto_s3() as s3:
+        env = dict(s3.env)
+        uri = f"s3://{s3.bucket}/bench-environments"
+        cache = work / "store-cache"
+        build_s = timed([BIN / "mlflow-kserve", "build", "--model-uri", model, "--name", NAME, "--models-dir",
+                         work / "build/models", "--env-dir", work / "build/env", "--cache-dir", cache, "--env-store",
+                         uri], env=env)  # fmt: skip
+        built = json.loads((work / "build/env/report.json").read_text())
+        closed = f"http://127.0.0.1:{next(PORTS)}/simple"  # nothing listens there
+        blocked = {**env, "UV_INDEX_URL": closed, "PIP_INDEX_URL": closed}
+        warm_work = work / "store-warm"
+        run_ready(model, warm_work, "auto", extra=("--cache-dir", str(cache)), env=env)  # the local cache, warm
+        warm, store = [], []
+        for index in range(runs):
+            warm.append(run_ready(model, warm_work, "auto", extra=("--cache-dir", str(cache)), env=env))
+            store.append(run_ready(model, work / f"store-pod-b-{index}", "auto",
+                                   extra=("--env-store", uri, "--index-url", closed), env=blocked))  # fmt: skip
+    for result in store:
+        assert result["facts"]["environment"]["source"] == "store", result["facts"]["store"]
+    facts = [r["facts"]["store"] for r in store]
+    med = {k: statistics.median(r[k] for r in warm) for k in ("ready", "init", "server")}
+    smed = {k: statistics.median(r[k] for r in store) for k in ("ready", "init", "server")}
+    download = statistics.median(f["seconds"]["download"] for f in facts)
+    unpack = statistics.median(f["seconds"]["unpack"] for f in facts)
+    archive_mb = facts[0]["archive_bytes"] / 1e6
+    publish = built["store"]["seconds"]
+    print(f"Environment store: {built['bytes']['venv'] / 1e6:.0f} MB venv ({len(built['packages'])} packages), "
+          f"{archive_mb:.0f} MB archive; build + publish {build_s:.1f}s (pack {publish.get('publish_pack', 0):.1f}s, "
+          f"upload {publish.get('publish_upload', 0):.1f}s)\n")  # fmt: skip
+    print("| start | ready s | init s | server s | notes |")
+    print("|---|---|---|---|---|")
+    print(f"| warm local cache (`run`, same work dir) | {med['ready']:.1f} | {med['init']:.1f} | {med['server']:.1f} | "
+          f"median of {runs}: " + ", ".join(f"{r['ready']:.1f}" for r in warm) + " |")  # fmt: skip
+    print(f"| pod B: env store, fresh work dir, index at a closed port | {smed['ready']:.1f} | {smed['init']:.1f} | "
+          f"{smed['server']:.1f} | median of {runs}: " + ", ".join(f"{r['ready']:.1f}" for r in store)
+          + f"; download {download:.1f}s, check+unpack {unpack:.1f}s |")  # fmt: skip
+    ratio = smed["ready"] / med["ready"]
+    print(f"\n- pod B ≤ {TARGET_STORE}x a warm local-cache start: {ratio:.2f}x "
+          f"({'met' if ratio <= TARGET_STORE else 'not met'})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, help="an MLflow model dir (default: train examples/iris)")
     parser.add_argument("--skip-pip", action="store_true", help="skip the slow hand-made pip install")
     parser.add_argument("--warm-runs", type=int, default=3, help="warm starts (and floors) per backend; medians")
     parser.add_argument("--requests", type=int, default=1000, help="V2 requests on the last warm start")
+    parser.add_argument("--store-only", action="store_true", help="only the environment store's table")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     model = args.model or train_iris(work / "iris-model")
+    if args.store_only:
+        store_table(model, work, args.warm_runs)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     python = getattr(sys, "_base_executable", sys.executable)
     times, notes, packages = init_table(model, work, python, args.skip_pip)
     backends = {}
@@ -270,6 +330,8 @@ def main() -> None:
     ready_table(times, backends, args.warm_runs, args.requests)
     print("\nInit alone\n")
     print_init_table(times, notes)
+    print("\nEnvironment store\n")
+    store_table(model, work / "store", args.warm_runs)
     shutil.rmtree(work, ignore_errors=True)
 
 
