@@ -4,8 +4,11 @@ Pod A (init, the session's shared cache: its build is shared with the other test
 with fresh directories and an index that answers nothing, serves from the store: no request reaches the index,
 and the two venvs are identical file for file (a digest listing). Then A's entry is damaged four ways (a
 corrupted archive, a manifest whose digest does not match, a truncated archive, a store that is down): each init
-says which in one line and builds as without a store (here a hit of the shared cache: a build, for the store).
-The other backends: a publish and a hit against gcp-storage-emulator and Azurite.
+says which in one line and builds as without a store. A local cache that has the environment answers before the
+store's archive is ever downloaded, so the damaged-archive pods get a cache seeded with the shared cache's
+resolutions and uv downloads but no environment: their build asks nothing of the index and copies nothing over
+the network, yet installs and verifies. The other backends: a publish and a hit against gcp-storage-emulator and
+Azurite.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +85,7 @@ def test_pod_b_serves_from_the_store_without_the_index(
     model = models[MODEL]
     with dead_endpoint() as index:
         env = {**published.env, **{name: f"{index.url}/simple" for name in INDEX_VARS}}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # the server writes no bytecode into the venv, as in a pod (read-only)
         args = ["--model-uri", str(model.path), "--work-dir", str(tmp_path / "work"), "--env-store", published.uri,
                 "--index-url", f"{index.url}/simple"]  # fmt: skip
         with served(args, env, free_port(), "iris", tmp_path / "run.log") as server:
@@ -130,21 +136,30 @@ def _one_store_line(log: str) -> str:
     return lines[0]
 
 
+def _seeded_cache(shared_cache: Path, dest: Path) -> Path:
+    """A cache with the shared cache's resolutions (copied) and uv downloads (hard-linked), and no environment."""
+    dest.mkdir()
+    shutil.copytree(shared_cache / "locks", dest / "locks")
+    subprocess.run(["cp", "-al", str(shared_cache / "uv"), str(dest / "uv")], check=True)
+    return dest
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("damage", ["corrupt archive", "digest mismatch", "truncated"])
 def test_a_damaged_entry_falls_back_to_building_in_one_line(
     damage: str, published: Published, models: dict[str, BuiltModel], shared_cache: Path, tmp_path: Path
 ) -> None:
     uri = _damaged_store(published, tmp_path, damage)
-    pod = tmp_path / "pod"
-    facts, log = _init(pod, models[MODEL], published.env, "--cache-dir", str(shared_cache), "--env-store", uri)
+    pod, cache = tmp_path / "pod", _seeded_cache(shared_cache, tmp_path / "cache")
+    facts, log = _init(pod, models[MODEL], published.env, "--cache-dir", str(cache), "--env-store", uri)
     line = _one_store_line(log)
     assert f": {damage} (" in line and "building the environment instead" in line, line
-    assert facts["store"]["lookup"] == damage and facts["environment"]["source"] == "local cache"
+    assert facts["store"]["lookup"] == damage and facts["environment"]["source"] == "built"
+    assert facts["cache"]["lock_hit"] is True, "the build resolved nothing: the index was not needed"
     assert (pod / "env" / "venv" / "pyvenv.cfg").is_file()
-    assert sorted(p.name for p in (pod / "env").iterdir()) == [
-        ".mlflow-kserve.lock", "report.json", "requirements.lock", "venv"
-    ], "nothing half-unpacked is left"  # fmt: skip
+    leftovers = [p.name for p in (pod / "env").iterdir() if p.name.startswith((".venv", ".store"))]
+    assert leftovers == [], "nothing half-unpacked is left"
+    assert not list((cache / "tmp").iterdir()), "nor in the cache"
 
 
 @pytest.mark.e2e
@@ -169,7 +184,7 @@ def _round_trip(uri: str, tmp_path: Path) -> None:
     (venv / "lib.py").write_bytes(os.urandom(300_000))
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
     key = store_key([("mlflow", LockRequest(("mlflow==3.17.2",)))], requested_backend="auto", installer="uv",
-                    slim=False, interpreter=probe(os.environ.get("PYTHON", "python3")))  # fmt: skip
+                    slim=False, interpreter=probe(sys.executable))  # fmt: skip
     store = EnvStore(uri)
     store.publish(key, venv, tmp_path / "scratch", lock_text="mlflow==3.17.2\n", report={"ok": True},
                   backend="mlflow", reason="test", slim=False, verified=(), venv_bytes=300_000)  # fmt: skip

@@ -266,8 +266,9 @@ INIT_OPTIONS = [
     *RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time, env_store,
     env_store_publish,
 ]  # fmt: skip
-# build publishes whenever it has a store, and serves nothing: no batching settings, no serving from the cache.
-BUILD_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, verify, env_store]
+# build: init's options (so it computes the store key init computes) less what only a serving pod reads; it
+# publishes whenever it has a store.
+BUILD_OPTIONS = [o for o in INIT_OPTIONS if o not in (serve_from_cache, max_batch_size, max_batch_time, env_store_publish)]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.

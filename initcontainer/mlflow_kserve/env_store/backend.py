@@ -60,7 +60,7 @@ def check_uri(uri: str) -> str:
         raise ConfigError(f"--env-store {redact(text)!r} names no bucket", HINT)
     if text.startswith("wasbs://") and "@" not in text.split("://", 1)[1].split("/", 1)[0]:
         raise ConfigError(f"--env-store {redact(text)!r} names no container (wasbs://container@account...)", HINT)
-    return text
+    return text if "://" in text else str(Path(text).absolute())  # a path: the same folder from any cwd
 
 
 def open_backend(uri: str, bounds: Bounds = Bounds()) -> Backend:

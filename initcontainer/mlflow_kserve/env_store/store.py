@@ -13,20 +13,23 @@ wins. Nothing is deleted: an entry replaced by a later build leaves its folder b
 bucket can expire ``*/*/venv.tar.gz`` older than the newest).
 
 Every way a read can go wrong is a ``StoreFault`` whose ``kind`` the init log and report.json name: ``miss``,
-``unreachable``, ``denied``, ``unreadable manifest``, ``missing archive``, ``truncated``, ``digest mismatch``,
-``corrupt archive``. The pipeline then builds as without a store.
+``unreachable``, ``denied``, ``unreadable manifest``, ``missing archive``, ``truncated`` (an object shorter than
+its manifest says, or a connection that ended before it), ``digest mismatch``, ``corrupt archive``, ``disk full``,
+``client missing``. The pipeline then builds as without a store.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from collections.abc import Callable
 
 from mlflow_kserve import __version__
 from mlflow_kserve.env_store.archive import ARCHIVE_NAME, FORMAT_NOTES, pack, sha256_of, unpack
@@ -40,6 +43,9 @@ LOCK_NAME = "requirements.lock"
 REPORT_NAME = "report.json"
 _BUILD = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,80}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# An SDK's words for a body that ended before its length (botocore, urllib3, requests, azure-core).
+_CUT_SHORT = re.compile(r"IncompleteRead|ResponseStreamingError|ContentLengthError|Connection broken|"
+                        r"ContentDecodingError|IncompleteDownload", re.IGNORECASE)
 T = TypeVar("T")
 
 
@@ -174,7 +180,7 @@ class EnvStore:
             started = time.monotonic()
             try:
                 stats.files = unpack(archive, dest)
-            except (OSError, EOFError, ValueError, Exception) as exc:  # tarfile, gzip and zlib errors vary
+            except Exception as exc:  # tarfile, gzip and zlib errors have no common base
                 if isinstance(exc, OSError) and _disk_full(exc):
                     raise StoreFault("disk full", f"{type(exc).__name__}: {exc}") from exc
                 raise StoreFault("corrupt archive", f"it does not unpack ({type(exc).__name__}: {exc})") from exc
@@ -211,17 +217,18 @@ class EnvStore:
             )  # fmt: skip
             started = time.monotonic()
             prefix = f"{key.digest}/"
-            self._call("archive", lambda b: b.upload(archive, prefix + manifest.archive.name))
-            self._call("lock", lambda b: b.write(prefix + manifest.lock.name, lock_bytes))
-            self._call("report", lambda b: b.write(prefix + manifest.report.name, report_bytes))
-            self._call("manifest", lambda b: b.write(prefix + MANIFEST, manifest.to_json(key).encode()))  # last
+            self._call("archive", lambda b: b.upload(archive, prefix + manifest.archive.name), writing=True)
+            self._call("lock", lambda b: b.write(prefix + manifest.lock.name, lock_bytes), writing=True)
+            self._call("report", lambda b: b.write(prefix + manifest.report.name, report_bytes), writing=True)
+            manifest_bytes = manifest.to_json(key).encode()
+            self._call("manifest", lambda b: b.write(prefix + MANIFEST, manifest_bytes), writing=True)  # last
             seconds["upload"] = _since(started)
         finally:
             discard(scratch)
         return Published(build, packed.bytes, seconds)
 
     # -- internals ------------------------------------------------------------------------------------------
-    def _call(self, what: str, action: Callable[[Backend], T]) -> T:
+    def _call(self, what: str, action: Callable[[Backend], T], *, writing: bool = False) -> T:
         """Run ``action`` on the backend; an SDK's exception becomes a StoreFault naming its kind."""
         from mlflow_kserve.fetch import classify
 
@@ -236,8 +243,11 @@ class EnvStore:
             cause = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
             if isinstance(exc, ModuleNotFoundError):
                 raise StoreFault("client missing", f"{cause}; the init image has every store client") from exc
+            if _CUT_SHORT.search(cause):  # the connection ended before the object did
+                raise StoreFault("truncated", f"{what}: {cause}") from exc
             if kind == "not-found":
-                raise StoreFault("missing archive" if what != "manifest" else "miss", f"{what}: {cause}") from exc
+                missing = "not found" if writing else ("miss" if what == "manifest" else "missing archive")
+                raise StoreFault(missing, f"{what}: {cause}") from exc
             if kind == "denied":
                 raise StoreFault("denied", f"{what}: {cause}") from exc
             if kind == "disk-full":
@@ -246,22 +256,16 @@ class EnvStore:
 
 
 def _stored(name: str, data: bytes) -> StoredFile:
-    import hashlib
-
     return StoredFile(name, hashlib.sha256(data).hexdigest(), len(data))
 
 
 def _check_digest(data: bytes, expected: StoredFile, what: str) -> None:
-    import hashlib
-
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected.sha256:
         raise StoreFault("digest mismatch", f"the {what}'s sha256 is {digest[:12]}…, its manifest says {expected.sha256[:12]}…")
 
 
 def _disk_full(exc: OSError) -> bool:
-    import errno
-
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
