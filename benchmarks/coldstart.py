@@ -82,7 +82,8 @@ def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0, ex
     """`mlflow-kserve run` until ready: seconds (split at "[serve] starting"), RSS, and optionally latency."""
     port = next(PORTS)
     cmd = [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", NAME, "--work-dir", work, "--backend",
-           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2), *extra]  # fmt: skip
+           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2),
+           *extra]  # fmt: skip
     server = Server(cmd, port, NAME, env=env)
     try:
         ready = server.wait_ready()

@@ -161,19 +161,19 @@ SERVER_MARKS = {  # a server log line -> its name in the timeline (the first lin
 def timeline(since: float, ready_at: float, pod: str = "e2e-predictor") -> dict[str, float]:
     """Seconds after ``since`` (when `podman kube play` was called) of each container's start and end (podman's
     events), of the server's log lines in SERVER_MARKS (podman's log timestamps), and of ready (``ready_at``)."""
-    events = podman("events", "--since", str(int(since) - 1), "--until", str(int(time.time()) + 1), "--format",
-                    "json", "--filter", "type=container", check=False, timeout=60).stdout  # fmt: skip
+    ago = f"{int(time.time() - since) + 2}s"
+    events = podman("events", "--stream=false", "--since", ago, "--format", "json", "--filter", "type=container",
+                    check=False, timeout=60).stdout  # fmt: skip
     marks: dict[str, float] = {}
     for line in events.splitlines():
         try:
             event = json.loads(line)
-        except ValueError:
+            name, status = event.get("Name", ""), event.get("Status", "")
+            if not name.startswith(pod) or status not in ("init", "start", "died"):
+                continue
+            seconds = int(event["timeNano"]) / 1e9 if "timeNano" in event else float(event["time"])
+        except (ValueError, KeyError, TypeError):
             continue
-        name, status = event.get("Name", ""), event.get("Status", "")
-        if not name.startswith(pod) or status not in ("init", "start", "died"):
-            continue
-        at = event.get("time") or event.get("Time")
-        seconds = (int(event["timeNano"]) / 1e9) if "timeNano" in event else _epoch(str(at))
         label = f"{name.removeprefix(pod + '-')} {status}"
         marks.setdefault(label, round(seconds - since, 2))
     logs = podman("logs", "-t", f"{pod}-kserve-container", check=False)

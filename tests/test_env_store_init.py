@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mlflow_kserve.env_store import EnvStore, store_key
+from mlflow_kserve.env_store import EnvStore, StoreFault, StoreKey, store_key
 from mlflow_kserve.interpreter import probe
 from mlflow_kserve.lock import LockRequest
 from support.cli import mlflow_kserve, report, served, v2_request
 from support.emulators import GCS, Azure, dead_endpoint
 from support.models import BuiltModel
-from support.services import S3, free_port
+from support.services import S3, failing_proxy, free_port
 from support.venvs import differences, listing
 
 pytestmark = pytest.mark.timeout(900)
@@ -177,9 +177,9 @@ def test_a_store_that_is_down_falls_back_to_building_in_one_line(
 
 
 # -- the other backends: publish and hit, at the store's level ---------------------------------------------------
-def _round_trip(uri: str, tmp_path: Path) -> None:
+def _round_trip(uri: str, tmp_path: Path) -> StoreKey:
     venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
+    (venv / "bin").mkdir(parents=True)  # parents: tmp_path may be a folder of the test's own tmp_path
     (venv / "bin" / "python").symlink_to("/usr/bin/python3")
     (venv / "lib.py").write_bytes(os.urandom(300_000))
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
@@ -193,12 +193,30 @@ def _round_trip(uri: str, tmp_path: Path) -> None:
     assert reader.read_lock(manifest) == "mlflow==3.17.2\n"
     reader.restore(manifest, tmp_path / "restored")
     assert differences(listing(venv), listing(tmp_path / "restored")) == []
+    return key
 
 
 def test_s3_publish_and_hit(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     _round_trip(f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}/", tmp_path)
+
+
+def test_a_download_cut_short_is_named_truncated(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a proxy that sends half of every large body (its full length announced), then hangs up."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    uri = f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}"
+    key = _round_trip(uri, tmp_path / "publish")
+    with failing_proxy(s3.endpoint, fail_first=0, truncate_over=64_000) as proxy:
+        monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", proxy.url)
+        reader = EnvStore(uri)
+        manifest = reader.lookup(key)  # small: passes whole
+        with pytest.raises(StoreFault) as info:
+            reader.restore(manifest, tmp_path / "venv")
+    assert info.value.kind == "truncated", info.value
+    assert proxy.count("GET") == 1 + 3, "the manifest, then the archive's three bounded attempts"
+    assert not (tmp_path / "venv").exists() and not list(tmp_path.glob("venv.*")), "nothing half-written is left"
 
 
 @pytest.mark.e2e

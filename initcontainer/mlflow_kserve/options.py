@@ -268,7 +268,8 @@ INIT_OPTIONS = [
 ]  # fmt: skip
 # build: init's options (so it computes the store key init computes) less what only a serving pod reads; it
 # publishes whenever it has a store.
-BUILD_OPTIONS = [o for o in INIT_OPTIONS if o not in (serve_from_cache, max_batch_size, max_batch_time, env_store_publish)]
+_SERVING_ONLY = (serve_from_cache, max_batch_size, max_batch_time, env_store_publish)
+BUILD_OPTIONS = [o for o in INIT_OPTIONS if o not in _SERVING_ONLY]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.

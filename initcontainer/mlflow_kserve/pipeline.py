@@ -250,6 +250,7 @@ def _from_store(
     except StoreFault as fault:
         trail.fault(fault)
         settings.lock_file.unlink(missing_ok=True)
+        discard(settings.server_lib)
         return None
     trail.hit(manifest, restored[0] if restored else None)
     try:

@@ -17,8 +17,11 @@ from mlflow_kserve import cli
 from .conftest import CHART, RUNTIME_CHART, RUNTIME_SCENARIOS, render
 
 PREBUILD = CHART / "ci" / "env-store-prebuild-values.yaml"
-POD_ONLY = {"MLFLOW_KSERVE_MAX_BATCH_SIZE", "MLFLOW_KSERVE_MAX_BATCH_TIME", "MLFLOW_KSERVE_CACHE_DIR",
-            "MLFLOW_KSERVE_CACHE_MAX_BYTES", "MLFLOW_KSERVE_SERVE_FROM_CACHE", "MLFLOW_KSERVE_ENV_STORE_PUBLISH"}  # fmt: skip
+POD_ONLY = {
+    "MLFLOW_KSERVE_MAX_BATCH_SIZE", "MLFLOW_KSERVE_MAX_BATCH_TIME", "MLFLOW_KSERVE_CACHE_DIR",
+    "MLFLOW_KSERVE_CACHE_MAX_BYTES", "MLFLOW_KSERVE_SERVE_FROM_CACHE", "MLFLOW_KSERVE_ENV_STORE_PUBLISH",
+}  # fmt: skip
+CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def _kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -44,7 +47,7 @@ def test_the_job_is_a_hook_running_build_as_the_init_container_is_configured() -
     assert build["image"] == isvc["initContainers"][0]["image"]
     job_env = _env(build)
     # Everything that names the environment is the init container's; the credentials are the Job's own.
-    same = {k: v for k, v in init.items() if k not in POD_ONLY and not k.startswith("AWS_ACCESS") and k != "AWS_SECRET_ACCESS_KEY"}
+    same = {k: v for k, v in init.items() if k not in POD_ONLY | CREDENTIALS}
     assert {k: job_env.get(k) for k in same} == same
     assert not POD_ONLY & set(job_env), "serving-only settings are not the build's"
     assert job_env["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "minio-environments-write"

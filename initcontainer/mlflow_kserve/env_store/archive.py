@@ -52,7 +52,8 @@ def pack(venv: Path, dest: Path) -> Packed:
 
     with dest.open("wb") as raw:
         out = _HashingWriter(raw)
-        with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=COMPRESSLEVEL, mtime=0) as gz:  # type: ignore[arg-type]
+        gz = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=COMPRESSLEVEL, mtime=0)  # type: ignore[arg-type]
+        with gz:
             with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 tar.add(str(source), arcname=".", filter=member)
     return Packed(out.digest.hexdigest(), out.size, count)

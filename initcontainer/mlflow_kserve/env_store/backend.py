@@ -5,12 +5,13 @@ and nothing else: they do not retry beyond their SDK's own bounded retries (``Bo
 exceptions, which the store classifies once (``fetch.classify``: not found, denied, transient, ...). A missing
 object is ``None`` from ``read``, never an error. Clients are imported only for the scheme in use.
 
-| URI | backend | credentials (as the model fetch reads them) |
-|---|---|---|
-| ``s3://bucket/prefix`` | s3.py (boto3) | ``AWS_*``, IRSA; endpoint ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` |
-| ``gs://bucket/prefix`` | gcs.py (google-cloud-storage) | ``GOOGLE_APPLICATION_CREDENTIALS``, workload identity |
-| ``wasbs://container@account.blob.core.windows.net/prefix`` | azure.py (azure-storage-blob) | ``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCESS_KEY``, else ``DefaultAzureCredential`` |
-| a path, ``file:///path`` | local.py | the file system's |
+- ``s3://bucket/prefix``: s3.py (boto3); ``AWS_*``, IRSA; endpoint ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``
+- ``gs://bucket/prefix``: gcs.py (google-cloud-storage); ``GOOGLE_APPLICATION_CREDENTIALS``, workload identity
+- ``wasbs://container@account.blob.core.windows.net/prefix``: azure.py (azure-storage-blob);
+  ``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCESS_KEY``, else ``DefaultAzureCredential``
+- a path, ``file:///path``: local.py
+
+Credentials are read as the model fetch reads them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from typing import Protocol
 from mlflow_kserve.errors import ConfigError, redact
 
 SCHEMES = ("s3://", "gs://", "wasbs://", "file://")
-HINT = "use s3://bucket/prefix, gs://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix, a path or file:///path"
+HINT = (
+    "use s3://bucket/prefix, gs://bucket/prefix, wasbs://container@account.blob.core.windows.net/prefix, a path or "
+    "file:///path"
+)
 
 
 @dataclass(frozen=True)

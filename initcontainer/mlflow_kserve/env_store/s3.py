@@ -14,6 +14,7 @@ from mlflow_kserve.env_store.backend import Bounds, join, split_bucket
 class S3Backend:
     def __init__(self, uri: str, bounds: Bounds) -> None:
         import boto3
+        from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
         self.location = uri
@@ -31,6 +32,8 @@ class S3Backend:
         )
         verify = False if os.environ.get("MLFLOW_S3_IGNORE_TLS", "").lower() == "true" else None
         self.client = boto3.client("s3", endpoint_url=endpoint, verify=verify, config=config)
+        # s3transfer retries a body that breaks off on its own (5 times by default): bounded alike
+        self.transfer = TransferConfig(num_download_attempts=bounds.attempts)
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -39,10 +42,10 @@ class S3Backend:
             return None
 
     def download(self, name: str, dest: Path) -> None:
-        self.client.download_file(self.bucket, join(self.prefix, name), str(dest))
+        self.client.download_file(self.bucket, join(self.prefix, name), str(dest), Config=self.transfer)
 
     def write(self, name: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=join(self.prefix, name), Body=data)
 
     def upload(self, src: Path, name: str) -> None:
-        self.client.upload_file(str(src), self.bucket, join(self.prefix, name))
+        self.client.upload_file(str(src), self.bucket, join(self.prefix, name), Config=self.transfer)

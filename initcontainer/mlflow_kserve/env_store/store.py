@@ -243,7 +243,7 @@ class EnvStore:
             cause = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
             if isinstance(exc, ModuleNotFoundError):
                 raise StoreFault("client missing", f"{cause}; the init image has every store client") from exc
-            if _CUT_SHORT.search(cause):  # the connection ended before the object did
+            if _CUT_SHORT.search(_chain(exc)):  # the connection ended before the object did
                 raise StoreFault("truncated", f"{what}: {cause}") from exc
             if kind == "not-found":
                 missing = "not found" if writing else ("miss" if what == "manifest" else "missing archive")
@@ -255,6 +255,16 @@ class EnvStore:
             raise StoreFault("unreachable", f"{what}: {cause}") from exc
 
 
+def _chain(exc: BaseException) -> str:
+    """The text of ``exc`` and of what caused it (s3transfer keeps the cause of its last retry apart)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 8:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "last_exception", None)
+    return " | ".join(parts)
+
+
 def _stored(name: str, data: bytes) -> StoredFile:
     return StoredFile(name, hashlib.sha256(data).hexdigest(), len(data))
 
@@ -262,7 +272,9 @@ def _stored(name: str, data: bytes) -> StoredFile:
 def _check_digest(data: bytes, expected: StoredFile, what: str) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected.sha256:
-        raise StoreFault("digest mismatch", f"the {what}'s sha256 is {digest[:12]}…, its manifest says {expected.sha256[:12]}…")
+        raise StoreFault(
+            "digest mismatch", f"the {what}'s sha256 is {digest[:12]}…, its manifest says {expected.sha256[:12]}…"
+        )
 
 
 def _disk_full(exc: OSError) -> bool:
