@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "initcontainer"))
-from mlflow_kserve.env_store.archive import unpack  # noqa: E402
+from mlflow_kserve.env_store.archive import unpack
 
 
 def _python_pack(level: int | None) -> Callable[[Path, Path], None]:
@@ -44,6 +44,28 @@ def _python_unpack(compressed: bool) -> Callable[[Path, Path], None]:
             tar.extractall(dest, filter="tar")
 
     return run
+
+
+def _zstandard_pack(venv: Path, dest: Path) -> None:
+    import zstandard
+
+    with dest.open("wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as out:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(str(venv), arcname=".")
+
+
+def _zstandard_unpack(archive: Path, dest: Path) -> None:
+    import zstandard
+
+    dest.mkdir()
+    with archive.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as data:
+        with tarfile.open(fileobj=data, mode="r|") as tar:
+            tar.extractall(dest, filter="tar")
+
+
+def _gnu_gzip_unpack(archive: Path, dest: Path) -> None:
+    dest.mkdir()
+    subprocess.run(["tar", "-C", str(dest), "-xzf", str(archive)], check=True)
 
 
 def _zstd_pack(venv: Path, dest: Path) -> None:
@@ -79,6 +101,15 @@ def main() -> None:
         "tar + gzip level 1, Python tarfile + zlib": (_python_pack(1), _python_unpack(True), "tar.gz"),
         "tar + gzip level 6, Python tarfile + zlib": (_python_pack(6), _python_unpack(True), "tar.gz"),
     }
+    formats["tar + gzip level 1, GNU tar + gzip (unpack only; packed by Python)"] = (
+        _python_pack(1), _gnu_gzip_unpack, "tar.gz")  # fmt: skip
+    try:
+        import zstandard  # noqa: F401
+
+        formats["tar + zstd level 3, Python tarfile + zstandard (all cores to pack)"] = (
+            _zstandard_pack, _zstandard_unpack, "tar.zst")  # fmt: skip
+    except ImportError:
+        pass
     if shutil.which("zstd"):
         formats["tar + zstd level 3, GNU tar + zstd binary"] = (_zstd_pack, _zstd_unpack, "tar.zst")
     size = int(subprocess.run(["du", "-sb", str(venv)], capture_output=True, text=True).stdout.split()[0])

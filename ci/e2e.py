@@ -147,7 +147,7 @@ def _epoch(stamp: str) -> float:
     if "." in stamp:  # datetime takes microseconds at most
         head, rest = stamp.split(".", 1)
         digits = "".join(c for c in rest if c.isdigit())
-        stamp = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        stamp = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     return datetime.fromisoformat(stamp).timestamp()
 
 

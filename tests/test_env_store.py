@@ -21,13 +21,14 @@ from support.venvs import differences, listing
 PY = Interpreter("/usr/local/bin/python3.11", "3.11.7", "linux-x86_64-glibc-2.36")
 MODEL = ("mlflow==3.17.2", "scikit-learn==1.9.1")
 MLSERVER = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22")
+NO_INDEX = IndexConfig()
 
 
 def _key(
     *,
     mlserver: tuple[str, ...] = MLSERVER,
     order: tuple[str, ...] = ("mlserver", "mlflow"),
-    index: IndexConfig = IndexConfig(),
+    index: IndexConfig = NO_INDEX,
     constraints: tuple[str, ...] = (),
     python: Interpreter = PY,
     **options: object,

@@ -535,9 +535,7 @@ def _split_index_options(lines: tuple[str, ...]) -> tuple[str | None, tuple[str,
     return index_url, tuple(extras), tuple(links)
 
 
-def _report(
-    prepared: Prepared, source: str, trail: StoreTrail | None, timings: dict[str, float]
-) -> dict[str, Any]:
+def _report(prepared: Prepared, source: str, trail: StoreTrail | None, timings: dict[str, float]) -> dict[str, Any]:
     settings, plan = prepared.settings, prepared.plan
     cache_hit = source == "local cache"
     return {

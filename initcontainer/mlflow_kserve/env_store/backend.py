@@ -39,6 +39,9 @@ class Bounds:
     attempts: int = 3  # the first try included
 
 
+DEFAULT_BOUNDS = Bounds()
+
+
 class Backend(Protocol):
     location: str  # the store URI, credentials redacted: for messages
 
@@ -67,7 +70,7 @@ def check_uri(uri: str) -> str:
     return text if "://" in text else str(Path(text).absolute())  # a path: the same folder from any cwd
 
 
-def open_backend(uri: str, bounds: Bounds = Bounds()) -> Backend:
+def open_backend(uri: str, bounds: Bounds = DEFAULT_BOUNDS) -> Backend:
     """The backend for ``uri`` (already checked by ``check_uri``)."""
     if uri.startswith("s3://"):
         from mlflow_kserve.env_store.s3 import S3Backend

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from mlflow_kserve import __version__
 from mlflow_kserve.env_store.archive import ARCHIVE_NAME, FORMAT_NOTES, pack, sha256_of, unpack
-from mlflow_kserve.env_store.backend import Backend, Bounds, open_backend
+from mlflow_kserve.env_store.backend import DEFAULT_BOUNDS, Backend, Bounds, open_backend
 from mlflow_kserve.env_store.key import FORMAT, StoreKey
 from mlflow_kserve.errors import redact
 from mlflow_kserve.files import discard
@@ -44,8 +44,11 @@ REPORT_NAME = "report.json"
 _BUILD = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,80}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # An SDK's words for a body that ended before its length (botocore, urllib3, requests, azure-core).
-_CUT_SHORT = re.compile(r"IncompleteRead|ResponseStreamingError|ContentLengthError|Connection broken|"
-                        r"ContentDecodingError|IncompleteDownload", re.IGNORECASE)
+_CUT_SHORT = re.compile(
+    r"IncompleteRead|ResponseStreamingError|ContentLengthError|Connection broken|"
+    r"ContentDecodingError|IncompleteDownload",
+    re.IGNORECASE,
+)
 T = TypeVar("T")
 
 
@@ -133,7 +136,7 @@ class Published:
 class EnvStore:
     """One store URI. The backend (and its SDK) is opened on first use."""
 
-    def __init__(self, uri: str, bounds: Bounds = Bounds()) -> None:
+    def __init__(self, uri: str, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.uri = uri
         self.bounds = bounds
         self._backend: Backend | None = None
