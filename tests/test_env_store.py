@@ -115,6 +115,8 @@ def _fake_venv(root: Path) -> Path:
     (source.parent / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(os.urandom(4096))
     os.link(source, source.parent / "same.py")
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / ".lock").touch(0o666)  # uv's lock file: a mode the venv keeps
+    os.chmod(venv / ".lock", 0o666)
     return venv
 
 
@@ -197,7 +199,8 @@ def _damaged(tmp_path: Path, damage: str) -> tuple[EnvStore, Path]:
     archive = entry / manifest["archive"]["name"]
     data = archive.read_bytes()
     if damage == "corrupt archive":  # bytes flipped before the digest was taken: a broken build's archive
-        broken = data[:200] + bytes(b ^ 0xFF for b in data[200:400]) + data[400:]
+        middle = len(data) // 2  # inside the random .pyc: a stored block, which zlib itself does not check
+        broken = data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
         archive.write_bytes(broken)
         manifest["archive"]["sha256"] = __import__("hashlib").sha256(broken).hexdigest()
     elif damage == "digest mismatch":

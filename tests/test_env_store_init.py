@@ -228,6 +228,11 @@ def test_gs_publish_and_hit(gcs: GCS, tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.e2e
 def test_wasbs_publish_and_hit(azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.storage.blob import BlobServiceClient
+
     for name, value in azure.env.items():
         monkeypatch.setenv(name, value)
+    container = BlobServiceClient.from_connection_string(azure.connection_string()).get_container_client("models")
+    if not container.exists():  # the operator's bucket: the store writes into it, never creates it
+        container.create_container()
     _round_trip(azure.uri("models", f"envs-{uuid.uuid4().hex[:8]}"), tmp_path)

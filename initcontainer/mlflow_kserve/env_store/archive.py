@@ -7,9 +7,12 @@ links (``bin/python`` points at the base interpreter, which the reading image ha
 within the venv. What it drops: owners (the reader's user owns what it unpacks).
 
 Unpacking is guarded like any archive from elsewhere: ``tarfile``'s ``tar`` filter (PEP 706: no absolute names,
-nothing that lands outside the destination, also through a link unpacked before; no setuid bits, no group or other
-write bits), and only files, folders and links: no devices or pipes. ``unpack`` writes into a new folder only;
-the caller renames it into place when it is complete.
+nothing that lands outside the destination, also through a link unpacked before), no setuid, setgid or sticky
+bits, and only files, folders and links: no devices or pipes. The permission bits are kept as they were (a venv
+restored is the venv built, mode for mode). The gzip stream is read to its end, so its CRC-32 of the
+uncompressed bytes is checked too: a build that wrote a broken archive (whose sha256 then matches its manifest)
+is caught, as zlib alone does not notice bytes flipped in a stored block. ``unpack`` writes into a new folder
+only; the caller renames it into place when it is complete, or discards it.
 """
 
 from __future__ import annotations
@@ -79,10 +82,14 @@ def unpack(archive: Path, dest: Path) -> int:
             raise UnsafeMember(f"{info.name!r} is neither a file, a folder nor a link")
         checked = tarfile.tar_filter(info, path)
         count += 1
-        return checked.replace(uid=None, gid=None, uname=None, gname=None, deep=False)
+        mode = None if checked.mode is None else info.mode & 0o777  # the filter's checks, the build's permissions
+        return checked.replace(mode=mode, uid=None, gid=None, uname=None, gname=None, deep=False)
 
-    with tarfile.open(archive, mode="r|gz") as tar:
-        tar.extractall(dest, filter=safe)
+    with gzip.open(archive, "rb") as data:
+        with tarfile.open(fileobj=data, mode="r|") as tar:
+            tar.extractall(dest, filter=safe)
+        while data.read(CHUNK):  # to the end: gzip checks its CRC-32 and length there
+            pass
     return count
 
 
