@@ -1,6 +1,6 @@
 """The small interface every store backend implements, and the choice of backend by the URI's scheme.
 
-Backends move named objects (``<key>/manifest.json``, ``<key>/<build>/venv.tar.gz``, ...) under the URI's prefix
+Backends move named objects (``<key>/manifest.json``, ``<key>/<build>/venv.tar.zst``, ...) under the URI's prefix
 and nothing else: they do not retry beyond their SDK's own bounded retries (``Bounds``), and they raise the SDK's
 exceptions, which the store classifies once (``fetch.classify``: not found, denied, transient, ...). A missing
 object is ``None`` from ``read``, never an error. Clients are imported only for the scheme in use.

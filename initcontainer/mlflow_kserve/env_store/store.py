@@ -3,14 +3,14 @@
 Layout under the store URI::
 
     <key>/manifest.json               written last: names one build and the sha256 and size of its files
-    <key>/<build>/venv.tar.gz         the venv (archive.py)
+    <key>/<build>/venv.tar.zst        the venv (archive.py)
     <key>/<build>/requirements.lock   the lock it was installed from
     <key>/<build>/report.json         the building init's report
 
 A build writes its own ``<build>/`` folder (a new name each time), then the manifest: a reader sees a whole
 entry or none, and two pods publishing the same key at once each leave a complete entry; the last manifest
 wins. Nothing is deleted: an entry replaced by a later build leaves its folder behind (a lifecycle rule on the
-bucket can expire ``*/*/venv.tar.gz`` older than the newest).
+bucket can expire ``*/*/venv.tar.zst`` older than the newest).
 
 Every way a read can go wrong is a ``StoreFault`` whose ``kind`` the init log and report.json name: ``miss``,
 ``unreachable``, ``denied``, ``unreadable manifest``, ``missing archive``, ``truncated`` (an object shorter than
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlflow_kserve import __version__
-from mlflow_kserve.env_store.archive import ARCHIVE_NAME, FORMAT_NOTES, pack, sha256_of, unpack
+from mlflow_kserve.env_store.archive import ARCHIVE_NAME, FORMAT_NOTES, UnpackError, pack, sha256_of, unpack
 from mlflow_kserve.env_store.backend import DEFAULT_BOUNDS, Backend, Bounds, open_backend
 from mlflow_kserve.env_store.key import FORMAT, StoreKey
 from mlflow_kserve.errors import redact
@@ -63,7 +63,7 @@ class StoreFault(Exception):
 
 @dataclass(frozen=True)
 class StoredFile:
-    name: str  # relative to the key's folder: "<build>/venv.tar.gz"
+    name: str  # relative to the key's folder: "<build>/venv.tar.zst"
     sha256: str
     bytes: int
 
@@ -122,7 +122,6 @@ class Manifest:
 @dataclass
 class Restored:
     archive_bytes: int
-    files: int
     seconds: dict[str, float] = field(default_factory=dict)  # download, check, unpack
 
 
@@ -164,7 +163,7 @@ class EnvStore:
         """Download the entry's archive beside ``dest``, check its size and sha256, unpack it into the new folder
         ``dest``. On any fault ``dest`` and the download are removed and StoreFault raised."""
         archive = dest.with_name(f"{dest.name}.{ARCHIVE_NAME}")
-        stats = Restored(manifest.archive.bytes, 0)
+        stats = Restored(manifest.archive.bytes)
         try:
             started = time.monotonic()
             self._call("archive", lambda backend: backend.download(f"{manifest.key}/{manifest.archive.name}", archive))
@@ -182,11 +181,13 @@ class EnvStore:
                 )
             started = time.monotonic()
             try:
-                stats.files = unpack(archive, dest)
-            except Exception as exc:  # tarfile, gzip and zlib errors have no common base
-                if isinstance(exc, OSError) and _disk_full(exc):
-                    raise StoreFault("disk full", f"{type(exc).__name__}: {exc}") from exc
-                raise StoreFault("corrupt archive", f"it does not unpack ({type(exc).__name__}: {exc})") from exc
+                unpack(archive, dest)
+            except OSError as exc:
+                kind = "disk full" if _disk_full(exc) else "corrupt archive"
+                raise StoreFault(kind, f"it does not unpack ({type(exc).__name__}: {exc})") from exc
+            except UnpackError as exc:
+                kind = "disk full" if "No space left" in str(exc) else "corrupt archive"
+                raise StoreFault(kind, f"it does not unpack ({exc})") from exc
             stats.seconds["unpack"] = _since(started)
             return stats
         except BaseException:
