@@ -169,12 +169,13 @@ def timeline(since: float, ready_at: float, pod: str = "e2e-predictor") -> dict[
         try:
             event = json.loads(line)
             name, status = event.get("Name", ""), event.get("Status", "")
-            if not name.startswith(pod) or status not in ("init", "start", "died"):
+            if not (name.startswith(pod) or name.endswith("-infra")) or status not in ("create", "start", "died"):
                 continue
-            seconds = int(event["timeNano"]) / 1e9 if "timeNano" in event else float(event["time"])
+            # podman 4.3 writes Time (RFC 3339, nanoseconds); later ones also time / timeNano
+            seconds = int(event["timeNano"]) / 1e9 if "timeNano" in event else _epoch(str(event["Time"]))
         except (ValueError, KeyError, TypeError):
             continue
-        label = f"{name.removeprefix(pod + '-')} {status}"
+        label = f"{'pod infra' if name.endswith('-infra') else name.removeprefix(pod + '-')} {status}"
         marks.setdefault(label, round(seconds - since, 2))
     logs = podman("logs", "-t", f"{pod}-kserve-container", check=False)
     for line in (logs.stdout + logs.stderr).splitlines():
