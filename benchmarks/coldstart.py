@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -259,13 +261,29 @@ def print_init_table(times: dict, notes: dict) -> None:
 TARGET_STORE = 1.5  # pod B from the store <= 1.5x a warm local-cache start
 
 
-def store_table(model: Path, work: Path, runs: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support.services import moto_s3
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on localhost with the bucket ``bench``: the env a client needs to reach it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    with moto_s3() as s3:
-        env = dict(s3.env)
-        uri = f"s3://{s3.bucket}/bench-environments"
+    port = next(PORTS)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "MLFLOW_S3_ENDPOINT_URL": url, "AWS_ENDPOINT_URL_S3": url}  # fmt: skip
+    try:
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                     aws_secret_access_key="bench").create_bucket(Bucket="bench")  # fmt: skip
+        yield env
+    finally:
+        server.stop()
+
+
+def store_table(model: Path, work: Path, runs: int) -> None:
+    with s3_server() as env:
+        uri = "s3://bench/environments"
         cache = work / "store-cache"
         build_s = timed([BIN / "mlflow-kserve", "build", "--model-uri", model, "--name", NAME, "--models-dir",
                          work / "build/models", "--env-dir", work / "build/env", "--cache-dir", cache, "--env-store",

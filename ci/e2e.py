@@ -418,6 +418,8 @@ def main() -> int:
                     row["init s"] = facts.get("seconds", {}).get("total")
                     row["cache hit"] = facts.get("cache", {}).get("hit")
                     row["environment"] = facts.get("environment", {}).get("source")
+                    if facts.get("store"):
+                        row["store"] = {k: facts["store"].get(k) for k in ("lookup", "archive_bytes", "seconds")}
                     row["init steps"] = facts.get("seconds")
                     row["backend"] = facts.get("backend", {}).get("name")
                     request, answer = v2_infer(expected)
