@@ -27,8 +27,10 @@ Left out on purpose:
   ``pyvenv.cfg`` names only the base interpreter, and a build already happens in a temporary folder
   (``.venv-build-*`` or the cache's ``tmp/``) and is renamed. Bytecode files are validated by their source's
   mtime and size, which the archive keeps, not by path, and the import system rewrites a cached code object's
-  file name to where the source now is. So ``/mnt/env/venv`` (chart) and ``/mnt/models/.env/venv`` (KServe-native
-  mode) read the same entry.
+  file name to where the source now is (importlib's ``_fix_co_filename``). Checked on the iris model's MLServer
+  venv built in the cache's ``tmp/``: no file but bytecode (2,478 .pyc files, their code objects' file names) holds
+  the build's path. So ``/mnt/env/venv`` (chart) and ``/mnt/models/.env/venv`` (KServe-native mode) read the same
+  entry, and the tests' pod B serves from a folder pod A never saw.
 - the model's own files beyond its requirements: two versions of a model with the same requirements share an
   environment. The manifest lists the models that loaded in it when it was built (their digest); another model
   is verified in the pod as on any cache hit.
