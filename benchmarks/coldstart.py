@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -264,23 +263,29 @@ TARGET_STORE = 1.5  # pod B from the store <= 1.5x a warm local-cache start
 
 @contextmanager
 def s3_server() -> Iterator[dict[str, str]]:
-    """A moto S3 server on localhost with the bucket ``bench``: the env a client needs to reach it."""
+    """A moto S3 server on localhost with the bucket ``bench`` (a process of its own: in this one it would share
+    the interpreter lock with the output readers): the env a client needs to reach it."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = next(PORTS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
            "MLFLOW_S3_ENDPOINT_URL": url, "AWS_ENDPOINT_URL_S3": url}  # fmt: skip
     try:
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                     aws_secret_access_key="bench").create_bucket(Bucket="bench")  # fmt: skip
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                              aws_secret_access_key="bench")  # fmt: skip
+        for _ in range(600):
+            try:
+                client.create_bucket(Bucket="bench")
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.1)
         yield env
     finally:
-        server.stop()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def store_table(model: Path, work: Path, runs: int) -> None:
