@@ -112,11 +112,10 @@ def _run(settings: Settings, *, building: bool) -> dict[str, Any]:
         from_store = None
         if store and trail:
             trail.key = _store_key(planned, trail)
-            if trail.key and building:
-                published = _already_published(store, trail, planned)
-                if published:
+            if trail.key and building:  # build reads only the manifest: an entry there is not built again
+                if _already_published(store, trail, planned):
                     return _finish_published(planned, trail, timings, started)
-            if trail.key:
+            elif trail.key:
                 from_store = _from_store(planned, store, trail, cache, timings)
         if from_store:
             prepared, source = from_store
