@@ -17,6 +17,11 @@ Then the server's RSS once ready (its process tree), and the latency of --reques
 
 A second table times the init step alone: `mlflow-kserve init` cold/warm/without a cache volume/--slim against
 raw uv and MLflow's `mlflow models prepare-env`.
+
+A third (alone with --store-only) times the environment store: `mlflow-kserve build` publishes to an S3 server
+(moto, on localhost), then "pod B" starts (`run`, a fresh work dir, the package index at a closed port) from the
+store, against warm local-cache starts of the same model, alternating, medians of --warm-runs: the archive's
+size, the download and unpack seconds, and pod B's ready time over the warm start's (target: at most 1.5x).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -72,12 +79,14 @@ def mlserver_ready(venv: Path, models: Path, work: Path) -> tuple[float, int]:
         server.stop()
 
 
-def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0) -> dict:
+def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0, extra: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> dict:  # fmt: skip
     """`mlflow-kserve run` until ready: seconds (split at "[serve] starting"), RSS, and optionally latency."""
     port = next(PORTS)
     cmd = [BIN / "mlflow-kserve", "run", "--model-uri", model, "--name", NAME, "--work-dir", work, "--backend",
-           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]  # fmt: skip
-    server = Server(cmd, port, NAME)
+           backend, "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port", str(port + 2),
+           *extra]  # fmt: skip
+    server = Server(cmd, port, NAME, env=env)
     try:
         ready = server.wait_ready()
         init = server.seen("[serve] starting") or 0.0
@@ -89,7 +98,7 @@ def run_ready(model: Path, work: Path, backend: str, requests_after: int = 0) ->
     env = next(work.glob("models/*/env"))
     facts = json.loads((env / "report.json").read_text())
     out.update(backend=facts["backend"]["name"], packages=len(facts["packages"]), venv_mb=facts["bytes"]["venv"] / 1e6,
-               venv=env / "venv", model_dir=env.parent / "models" / "model")  # fmt: skip
+               venv=env / "venv", model_dir=env.parent / "models" / "model", facts=facts)  # fmt: skip
     return out
 
 
@@ -248,15 +257,106 @@ def print_init_table(times: dict, notes: dict) -> None:
         print(f"| {key} | {what} | {value:.1f} | {vs_a} | {value / times['ref']:.2f}x | {notes.get(key, '')} |")
 
 
+# -- the environment store ----------------------------------------------------------------------------------
+TARGET_STORE = 1.5  # pod B from the store <= 1.5x a warm local-cache start
+
+
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on localhost with the bucket ``bench`` (a process of its own: in this one it would share
+    the interpreter lock with the output readers): the env a client needs to reach it."""
+    import boto3
+
+    port = next(PORTS)
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "MLFLOW_S3_ENDPOINT_URL": url, "AWS_ENDPOINT_URL_S3": url}  # fmt: skip
+    try:
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                              aws_secret_access_key="bench")  # fmt: skip
+        for _ in range(600):
+            try:
+                client.create_bucket(Bucket="bench")
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def store_table(model: Path, work: Path, runs: int) -> None:
+    import boto3
+
+    with s3_server() as env:
+        uri = "s3://bench/environments"
+        cache = work / "store-cache"
+        build_s = timed([BIN / "mlflow-kserve", "build", "--model-uri", model, "--name", NAME, "--models-dir",
+                         work / "build/models", "--env-dir", work / "build/env", "--cache-dir", cache, "--env-store",
+                         uri], env=env)  # fmt: skip
+        built = json.loads((work / "build/env/report.json").read_text())
+        closed = f"http://127.0.0.1:{next(PORTS)}/simple"  # nothing listens there
+        blocked = {**env, "UV_INDEX_URL": closed, "PIP_INDEX_URL": closed}
+        local = work / "store-local"  # the same entry on a local path: the store without its network
+        client = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")  # fmt: skip
+        for item in client.list_objects_v2(Bucket="bench", Prefix="environments/")["Contents"]:
+            target = local / item["Key"].removeprefix("environments/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file("bench", item["Key"], str(target))
+        warm_work = work / "store-warm"
+        run_ready(model, warm_work, "auto", extra=("--cache-dir", str(cache)), env=env)  # the local cache, warm
+        arms: dict[str, list[dict]] = {"warm": [], "s3": [], "path": []}
+        for index in range(runs):  # alternating, so the machine's load falls on every arm alike
+            arms["warm"].append(run_ready(model, warm_work, "auto", extra=("--cache-dir", str(cache)), env=env))
+            for arm, store_uri in (("s3", uri), ("path", str(local))):
+                flags = ("--env-store", store_uri, "--index-url", closed)
+                arms[arm].append(run_ready(model, work / f"store-{arm}-{index}", "auto", extra=flags, env=blocked))
+    for arm in ("s3", "path"):
+        for result in arms[arm]:
+            assert result["facts"]["environment"]["source"] == "store", result["facts"]["store"]
+    publish = built["store"]["seconds"]
+    archive_mb = arms["s3"][0]["facts"]["store"]["archive_bytes"] / 1e6
+    print(f"Environment store: {built['bytes']['venv'] / 1e6:.0f} MB venv ({len(built['packages'])} packages), "
+          f"{archive_mb:.0f} MB archive; build + publish {build_s:.1f}s (pack {publish.get('publish_pack', 0):.1f}s, "
+          f"upload {publish.get('publish_upload', 0):.1f}s)\n")  # fmt: skip
+    print("| start | ready s | × warm | init s | server s | download s | sha256 s | unpack s | each ready s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    labels = {"warm": "warm local cache (`run`, same work dir)",
+              "s3": "pod B: env store on S3 (moto, localhost), fresh work dir, index at a closed port",
+              "path": "pod B: the same entry on a local path (no network), fresh work dir, index closed"}  # fmt: skip
+    base = statistics.median(r["ready"] for r in arms["warm"])
+    for arm, results in arms.items():
+        med = {k: statistics.median(r[k] for r in results) for k in ("ready", "init", "server")}
+        store_s = [r["facts"]["store"]["seconds"] for r in results] if arm != "warm" else []
+        parts = [f"{statistics.median(s[k] for s in store_s):.1f}" if store_s else "" for k in
+                 ("download", "check", "unpack")]  # fmt: skip
+        print(f"| {labels[arm]} | {med['ready']:.1f} | {med['ready'] / base:.2f} | {med['init']:.1f} | "
+              f"{med['server']:.1f} | {' | '.join(parts)} | " + ", ".join(f"{r['ready']:.1f}" for r in results)
+              + " |")  # fmt: skip
+    for arm in ("s3", "path"):
+        ratio = statistics.median(r["ready"] for r in arms[arm]) / base
+        print(f"- pod B ({arm}) ≤ {TARGET_STORE}x a warm local-cache start: {ratio:.2f}x "
+              f"({'met' if ratio <= TARGET_STORE else 'not met'})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, help="an MLflow model dir (default: train examples/iris)")
     parser.add_argument("--skip-pip", action="store_true", help="skip the slow hand-made pip install")
     parser.add_argument("--warm-runs", type=int, default=3, help="warm starts (and floors) per backend; medians")
     parser.add_argument("--requests", type=int, default=1000, help="V2 requests on the last warm start")
+    parser.add_argument("--store-only", action="store_true", help="only the environment store's table")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     model = args.model or train_iris(work / "iris-model")
+    if args.store_only:
+        store_table(model, work, args.warm_runs)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     python = getattr(sys, "_base_executable", sys.executable)
     times, notes, packages = init_table(model, work, python, args.skip_pip)
     backends = {}
@@ -270,6 +370,8 @@ def main() -> None:
     ready_table(times, backends, args.warm_runs, args.requests)
     print("\nInit alone\n")
     print_init_table(times, notes)
+    print("\nEnvironment store\n")
+    store_table(model, work / "store", args.warm_runs)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -12,7 +12,12 @@ names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON
 (charts/mlflow-kserve-runtime, the pod built by ci/kserve_pod.py as KServe v0.20 would): (7) a models:/name@alias
 model from a real registry, with a per-model annotation; (8) an mlflow+s3:// model; (9) a bad annotation: the
 storage container exits 2; (10, 11) scenario 1's model from gs:// (gcp-storage-emulator) and wasbs:// (Azurite)
-with the chart's default image. After every chart scenario the chart's `helm test` Pod, as rendered (only the
+with the chart's default image; (12) the environment store: the chart's prebuild Job (its pod spec as rendered)
+builds scenario 1's model and publishes to the S3 server, then the model's pod, its package index at a closed
+port, starts from the store. Every served row gives, beside the seconds to ready from `podman kube play`, the
+server container's own seconds from its start to ready, and a timeline of the pod (podman's events and the
+server's log timestamps: when each container started and ended, when the server logged what). After every chart
+scenario the chart's `helm test` Pod, as rendered (only the
 Service URL changed), must pass on a ready model and fail on one that never gets ready, and on scenario 1's
 server once stopped. Exits non-zero if any scenario fails.
 E2E_SCENARIOS="1 3" runs only the scenarios with those numbers; E2E_CHART renders another chart (a packaged
@@ -40,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "ci"), str(ROOT / "tests")]
 
-from e2e_pod import LOCAL_CHANGES, local_pod, local_test_pod, localize  # noqa: E402
+from e2e_pod import LOCAL_CHANGES, job_pod, local_pod, local_test_pod, localize  # noqa: E402
 from kserve_pod import StorageInitializerConfig, predictor_pod  # noqa: E402
 from support import variants  # noqa: E402
 from support.cli import v2_request  # noqa: E402
@@ -132,6 +137,63 @@ def wait_ready(timeout: float = 300) -> float:
             raise RuntimeError(f"server exited {server.get('ExitCode')}: {logs}")
         time.sleep(0.5)
     raise RuntimeError("not ready in time")
+
+
+def _epoch(stamp: str) -> float:
+    """podman's RFC 3339 times (nanoseconds, 'Z' or an offset) as seconds since the epoch."""
+    from datetime import datetime
+
+    stamp = stamp.strip().replace("Z", "+00:00")
+    if "." in stamp:  # datetime takes microseconds at most
+        head, rest = stamp.split(".", 1)
+        digits = "".join(c for c in rest if c.isdigit())
+        stamp = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+SERVER_MARKS = {  # a server log line -> its name in the timeline (the first line containing it)
+    "mlflow-kserve-server: starting": "server: entrypoint starts the server",
+    "Loaded model": "server: model loaded",
+    "Uvicorn running on": "server: HTTP listening",
+}
+
+
+def timeline(since: float, ready_at: float, pod: str = "e2e-predictor") -> dict[str, float]:
+    """Seconds after ``since`` (when `podman kube play` was called) of each container's start and end (podman's
+    events), of the server's log lines in SERVER_MARKS (podman's log timestamps), and of ready (``ready_at``)."""
+    ago = f"{int(time.time() - since) + 2}s"
+    events = podman("events", "--stream=false", "--since", ago, "--format", "json", "--filter", "type=container",
+                    check=False, timeout=60).stdout  # fmt: skip
+    marks: dict[str, float] = {}
+    for line in events.splitlines():
+        try:
+            event = json.loads(line)
+            name, status = event.get("Name", ""), event.get("Status", "")
+            if not (name.startswith(pod) or name.endswith("-infra")) or status not in ("create", "start", "died"):
+                continue
+            # podman 4.3 writes Time (RFC 3339, nanoseconds); later ones also time / timeNano
+            seconds = int(event["timeNano"]) / 1e9 if "timeNano" in event else _epoch(str(event["Time"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        label = f"{'pod infra' if name.endswith('-infra') else name.removeprefix(pod + '-')} {status}"
+        marks.setdefault(label, round(seconds - since, 2))
+    logs = podman("logs", "-t", f"{pod}-kserve-container", check=False)
+    for line in (logs.stdout + logs.stderr).splitlines():
+        stamp, _, text = line.partition(" ")
+        for needle, label in SERVER_MARKS.items():
+            if needle in text and label not in marks:
+                try:
+                    marks[label] = round(_epoch(stamp) - since, 2)
+                except ValueError:
+                    pass
+    marks["ready (first 200 from /ready)"] = round(ready_at - since, 2)
+    return dict(sorted(marks.items(), key=lambda item: item[1]))
+
+
+def server_seconds(ready_at: float, container: str = "e2e-predictor-kserve-container") -> float | None:
+    """The server container's own seconds from its start (podman's StartedAt) to ready."""
+    started = state(container).get("StartedAt")
+    return round(ready_at - _epoch(started), 1) if started else None
 
 
 def v2_infer(expected: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
@@ -252,7 +314,9 @@ def run_native(title: str, pod: dict[str, Any], work: Path, expected: Any, want_
         ok = init.get("ExitCode") == want_code and server.get("Status") != "running"
     else:
         wait_ready()
+        ready_at = time.time()
         row["ready s"] = round(time.monotonic() - started, 1)
+        row["server s"] = server_seconds(ready_at)
         facts = report(NATIVE_REPORT)
         row["init exit"] = 0 if facts else None
         row["init s"] = facts.get("seconds", {}).get("total")
@@ -316,6 +380,10 @@ def main() -> int:
             ("11 wasbs:// from Azurite", uris["wasbs"], [*cache, *env_values(azure_env)], columns.expected, 0,
              "mlserver"),
         ]  # fmt: skip
+        store = ["--set", f"envStore.uri=s3://{s3.bucket}/e2e-environments", "--set", "envStore.prebuild.enabled=true"]
+        blocked = ["--set", f"dependencies.indexUrl=http://{HOST}:{closed_port()}/simple"]
+        scenarios.append(("12 env store: prebuild Job publishes, pod starts from it, index blocked", uris["columns"],
+                          [*store, *blocked], columns.expected, 0, "mlserver"))  # fmt: skip
         scenarios = [] if only == "native" else scenarios
         for title, uri, extra, expected, want_code, backend in scenarios:
             if SCENARIOS and title.split()[0].rstrip("ab") not in SCENARIOS:
@@ -324,7 +392,9 @@ def main() -> int:
             try:
                 request = v2_request(expected or columns.expected)
                 isvc, test_pod = render(uri, endpoint, [*extra, "--set-json", f"test.request={json.dumps(request)}"])
-                started = time.monotonic()
+                if title.startswith("12 "):  # the prebuild Job first: it publishes what the pod then reads
+                    row["prebuild"] = prebuild(uri, endpoint, extra, work)
+                started, started_wall = time.monotonic(), time.time()
                 play(isvc, work)
                 if want_code:
                     init = state("e2e-predictor-model-init")
@@ -339,16 +409,24 @@ def main() -> int:
                     ok = ok and code not in (0, None) and "not ready" in log
                 else:
                     wait_ready()
+                    ready_at = time.time()
                     row["ready s"] = round(time.monotonic() - started, 1)
+                    row["server s"] = server_seconds(ready_at)
+                    row["timeline"] = timeline(started_wall, ready_at)
                     facts = report()
                     row["init exit"] = 0 if facts else None
                     row["init s"] = facts.get("seconds", {}).get("total")
                     row["cache hit"] = facts.get("cache", {}).get("hit")
+                    row["environment"] = facts.get("environment", {}).get("source")
+                    if facts.get("store"):
+                        row["store"] = {k: facts["store"].get(k) for k in ("lookup", "archive_bytes", "seconds")}
                     row["init steps"] = facts.get("seconds")
                     row["backend"] = facts.get("backend", {}).get("name")
                     request, answer = v2_infer(expected)
                     row["request"], row["answer"], row["local predict"] = request, answer, expected["output"]
                     ok = bool(facts) and np.allclose(answer, expected["output"]) and row["backend"] == backend
+                    if title.startswith("12 "):
+                        ok = ok and row["prebuild"].get("exit") == 0 and row["environment"] == "store"
                     code, log = helm_test(test_pod, work)
                     row["helm test"], row["helm test log"] = code, log.splitlines()
                     ok = ok and code == 0 and "answer:" in log
@@ -374,15 +452,48 @@ def main() -> int:
     # The images are built once per run (by ci/e2e) and shared by every scenario.
     build_s = os.environ.get("E2E_BUILD_SECONDS", "-")
     print(f"\nimage build s (init+server): {build_s}")
-    print("\n| scenario | backend | init exit | init s | cache hit | ready s | helm test | result |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| scenario | backend | init exit | init s | environment | ready s | server s | helm test | result |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results:
         cells = [row["scenario"], row.get("backend", "-"), row.get("init exit"), row.get("init s"),
-                 row.get("cache hit", "-"), row.get("ready s", "-"), _helm_test_cell(row), row["result"]]  # fmt: skip
+                 row.get("environment", "-"), row.get("ready s", "-"), row.get("server s", "-"), _helm_test_cell(row),
+                 row["result"]]  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
     failed = [r for r in results if r["result"] != "PASS"]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released): the package index of scenario 12's pod."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prebuild(uri: str, endpoint: str, extra: list[str], work: Path) -> dict[str, Any]:
+    """Run the chart's prebuild Job as rendered (its pod template as a Pod; the index of ``extra`` left out: the
+    build needs the real one) and wait for its container to exit: exit code, seconds, its published line."""
+    pairs = [extra[i : i + 2] for i in range(0, len(extra), 2)]  # ["--set", "key=value"] pairs
+    values = [item for pair in pairs if not pair[1].startswith("dependencies.indexUrl=") for item in pair]
+    chart, base = CHART, ROOT / "ci" / "e2e-values.yaml"
+    cmd = [str(HELM), "template", "e2e", str(chart), "-f", str(base), "--set", f"model.uri={uri}",
+           "--set", f"storage.s3.endpoint={endpoint}", *values]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout) if d]
+    job = next(d for d in docs if d["kind"] == "Job")
+    pod = job_pod(job)
+    started = time.monotonic()
+    play_pod(pod, work, "e2e-ca", "ca.crt")
+    container = f"{pod['metadata']['name']}-{pod['spec']['containers'][0]['name']}"
+    waited = podman("wait", container, check=False, timeout=1800)
+    logs = podman("logs", container, check=False)
+    text = logs.stdout + logs.stderr
+    podman("pod", "rm", "-f", pod["metadata"]["name"], check=False)
+    code = int(waited.stdout.strip()) if waited.stdout.strip().lstrip("-").isdigit() else None
+    published = [ln for ln in text.splitlines() if "published the environment" in ln or "error:" in ln]
+    return {"exit": code, "seconds": round(time.monotonic() - started, 1), "log": published[-1:]}
 
 
 def env_values(env: list[dict[str, str]]) -> list[str]:

@@ -36,6 +36,14 @@ def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}
 
 
+def job_pod(job: dict[str, Any]) -> dict[str, Any]:
+    """The Pod a Job would create (the chart's prebuild Job): its pod template as rendered, named after the Job."""
+    template = copy.deepcopy(job["spec"]["template"])
+    name = job["metadata"]["name"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template.get("metadata", {})},
+            "spec": template["spec"]}  # fmt: skip
+
+
 def local_pod(isvc: dict[str, Any], host_port: int) -> dict[str, Any]:
     """predictor_pod() with exactly LOCAL_CHANGES applied."""
     return localize(predictor_pod(isvc), host_port)

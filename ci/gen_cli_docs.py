@@ -16,9 +16,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- cli-options:start -->", "<!-- cli-options:end -->"
 
 
+COMMANDS = ("init", "check", "run", "build")
+
+
 def rows() -> list[str]:
     seen: dict[str, tuple[click.Option, list[str]]] = {}
-    for name in ("init", "check", "run"):
+    for name in COMMANDS:
         command = cli.cli.commands[name]
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
@@ -31,7 +34,7 @@ def rows() -> list[str]:
             default = "on"
         if param.required:
             default = "required"
-        where = "" if len(commands) == 3 else f" ({', '.join(commands)} only)"
+        where = "" if len(commands) == len(COMMANDS) else f" ({', '.join(commands)} only)"
         text = " ".join((param.help or "").split()).replace("|", "\\|")
         out.append(f"| `{flag}` | `{param.envvar}` | {default} | {text}{where} |")
     return out

@@ -75,6 +75,9 @@ def test_default_model_name(uri: str, name: str) -> None:
         (["check", "--model-uri", "s3://b/m", "--python-policy", "lenient"], "--python-policy"),
         (["init", "--model-uri", "s3://b/m", "--name", "bad name!"], "--name"),
         (["run", "--model-uri", "s3://b/m", "--port", "0"], "--port"),
+        (["init", "--model-uri", "s3://b/m", "--env-store", "ftp://host/envs"], "--env-store"),
+        (["build", "--model-uri", "s3://b/m", "--env-store", "s3:///envs"], "names no bucket"),
+        (["init", "--model-uri", "s3://b/m", "--env-store-publish"], "--env-store-publish without a store"),
     ],
 )
 def test_bad_flags_exit_2_with_a_one_line_cause(args: list[str], needle: str) -> None:

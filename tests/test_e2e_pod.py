@@ -72,3 +72,11 @@ def test_the_helm_test_pod_differs_only_by_the_service_url() -> None:
     container = local["spec"]["containers"][0]
     assert container["args"][1] == "http://10.0.2.2:18080"
     assert rendered["spec"]["containers"][0]["args"][1] == "http://e2e-predictor.default.svc.cluster.local"
+
+
+def test_the_prebuild_pod_is_the_jobs_template_as_rendered() -> None:
+    """Scenario 12 runs the chart's prebuild Job as the Pod the Job would create: nothing of its spec changed."""
+    job = _rendered("Job", "envStore.uri=s3://models/e2e-environments", "envStore.prebuild.enabled=true")
+    pod = e2e_pod.job_pod(job)
+    assert pod["spec"] == job["spec"]["template"]["spec"]
+    assert pod["spec"]["containers"][0]["args"] == ["build"] and pod["metadata"]["name"] == job["metadata"]["name"]

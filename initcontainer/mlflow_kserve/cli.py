@@ -45,6 +45,19 @@ def init(**kwargs: Any) -> None:
         pipeline.init(settings)
 
 
+@cli.command()
+@options.apply(options.BUILD_OPTIONS)
+def build(**kwargs: Any) -> None:
+    """Fetch, plan, lock, install and verify, then publish the environment to --env-store: no serving. For model
+    CI and the chart's envStore.prebuild Job, so the first pod of a new model version starts from the store.
+    An environment the store has already is not built again; a failed publish exits 7."""
+    settings = _settings(kwargs)
+    from mlflow_kserve import pipeline
+
+    with claim(settings.env_dir):
+        pipeline.build(settings)
+
+
 @cli.command("storage-initializer")
 @click.argument("storage_uri")
 @click.argument("dest", type=click.Path(file_okay=False))

@@ -25,8 +25,9 @@ from mlflow_kserve.logs import get_logger
 
 RUN = uuid.uuid4().hex[:8]  # one process, one run
 LOCK_NAME = ".mlflow-kserve.lock"
-# Leftovers of earlier runs: builds, scratch caches, restores from the cache, venvs moved aside.
-_LEFTOVERS = (".venv-build*", ".tool-cache*", ".venv.restore-*", ".venv.stale-*")
+# Leftovers of earlier runs: builds (and archives from the env store), scratch caches, restores from the cache,
+# venvs moved aside, archives being published.
+_LEFTOVERS = (".venv-build*", ".tool-cache*", ".venv.restore-*", ".venv.stale-*", ".store-*")
 
 
 @contextmanager

@@ -177,6 +177,19 @@ fetch_retries = _option(
     show_default=True,
     help="Retries (with backoff) for transient errors while fetching the model.",
 )
+env_store = _option(
+    "--env-store",
+    default=None,
+    help="Environment store: s3://bucket/prefix, gs://bucket/prefix, wasbs://container@account.blob.core.windows."
+    "net/prefix, a path or file://. Init reads the model's environment from it (no package index needed) and "
+    "builds as without it when it has none or fails. Unset or empty: no store.",
+)
+env_store_publish = _option(
+    "--env-store-publish/--no-env-store-publish",
+    default=False,
+    show_default=True,
+    help="With --env-store: publish an environment init had to build (needs write access; else read-only).",
+)
 log_format = _option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -249,7 +262,14 @@ RESOLVE_OPTIONS = [
     model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
-INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]
+INIT_OPTIONS = [
+    *RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time, env_store,
+    env_store_publish,
+]  # fmt: skip
+# build: init's options (so it computes the store key init computes) less what only a serving pod reads; it
+# publishes whenever it has a store.
+_SERVING_ONLY = (serve_from_cache, max_batch_size, max_batch_time, env_store_publish)
+BUILD_OPTIONS = [o for o in INIT_OPTIONS if o not in _SERVING_ONLY]
 CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.

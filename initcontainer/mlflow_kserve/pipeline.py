@@ -1,12 +1,21 @@
-"""DESIGN.md's steps wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six.
+"""DESIGN.md's steps wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six; ``build`` runs
+them and publishes the environment to the store.
 
 Each step is a module with one job; this one only orders them, times them, and keeps the invariant that
 nothing looks ready before everything is: stale outputs are removed first and report.json is written last.
+
+With an environment store (``--env-store``), init reads it after plan: the key is a function of the lock
+requests the lock step would resolve (env_store/key.py), so a hit skips lock and install, and nothing asks the
+package index. Any fault of the store (a miss, down, a digest that does not match, an archive that does not
+unpack) is one line, and init goes on as without a store; after a build, it publishes when it may
+(``--env-store-publish``, always for ``build``). The environment's source (built, local cache, store) is in
+report.json and the ready line.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,8 +27,10 @@ from packaging.utils import canonicalize_name
 from mlflow_kserve import __version__
 from mlflow_kserve.backends import Chosen, choose
 from mlflow_kserve.configure import model_settings, write_json, write_server_package
-from mlflow_kserve.envdir import build_dir, clear_leftovers, scratch_dir
-from mlflow_kserve.errors import ConfigError, ConflictError, VerifyError, redact
+from mlflow_kserve.env_store import EnvStore, Manifest, Restored, StoreFault, StoreKey, store_key, unkeyable
+from mlflow_kserve.env_store.trail import StoreTrail
+from mlflow_kserve.envdir import RUN, build_dir, clear_leftovers, scratch_dir
+from mlflow_kserve.errors import ConfigError, ConflictError, InstallError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
 from mlflow_kserve.files import dir_bytes, discard
 from mlflow_kserve.index import IndexConfig
@@ -61,44 +72,103 @@ def check(settings: Settings) -> Prepared:
         discard(scratch_dir(settings.env_dir))
 
 
+@dataclass(frozen=True)
+class Planned:
+    """The outcome of fetch and plan: everything the lock step and the store key need."""
+
+    settings: Settings
+    interpreter: Interpreter
+    plan: Plan
+    model_bytes: int
+    pinned: Pinned | None
+
+
+SOURCES = ("built", "local cache", "store")  # where an environment came from (report.json, the ready line)
+
+
 def init(settings: Settings) -> dict[str, Any]:
     """Steps 1–6. Returns the report written to report.json."""
+    return _run(settings, building=False)
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """Steps 1–5 and publish to the store (when one is given): no serving. An environment the store already
+    has for this model's inputs is not built again. Returns the report written to report.json."""
+    return _run(settings, building=True)
+
+
+def _run(settings: Settings, *, building: bool) -> dict[str, Any]:
     started = time.monotonic()
     timings: dict[str, float] = {}
     _clear_outputs(settings)
+    store = _env_store(settings)
+    trail = StoreTrail(store.location) if store else None
+    if building and not store:
+        log.warning("no --env-store: the environment is built and verified, and published nowhere")
+    source = "built"
     try:
-        prepared = _prepare(settings, timings)
+        planned = _fetch_and_plan(settings, timings)
         cache = _cache(settings)
-        if prepared.chosen.backend == "mlflow":  # before verify, which imports it
-            write_server_package(settings.server_lib, settings.python)
-        try:
-            cache_hit = _install(prepared, cache, timings)
-        except VerifyError as exc:
-            if not prepared.slim:
-                raise
-            log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
-            prepared = _relock(prepared, slim=False, timings=timings)
-            cache_hit = _install(prepared, cache, timings)
+        from_store = None
+        if store and trail:
+            trail.key = _store_key(planned, trail)
+            if trail.key and building:  # build reads only the manifest: an entry there is not built again
+                if _already_published(store, trail, planned):
+                    return _finish_published(planned, trail, timings, started)
+            elif trail.key:
+                from_store = _from_store(planned, store, trail, cache, timings)
+        if from_store:
+            prepared, source = from_store
+        else:
+            prepared = _lock_step(planned, timings)
+            prepared, hit = _install_verified(prepared, cache, timings)
+            source = "local cache" if hit else "built"
     finally:
         discard(scratch_dir(settings.env_dir))
     with step("configure", timings):
-        write_json(settings.model_settings_file, model_settings(
-            settings.name, settings.model_dir, settings.models_dir,
-            max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
-        ))  # fmt: skip
+        if not building:
+            write_json(settings.model_settings_file, model_settings(
+                settings.name, settings.model_dir, settings.models_dir,
+                max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
+            ))  # fmt: skip
         timings["total"] = round(time.monotonic() - started, 3)
-        report = _report(prepared, cache_hit, timings)
-        write_json(settings.report_file, report)
+        report = _report(prepared, source, trail, timings)
+    if store and trail and trail.key and source != "store" and (building or settings.env_store_publish):
+        _publish(store, trail, prepared, report, building=building)
+        report["store"] = trail.as_dict()
+        timings["total"] = round(time.monotonic() - started, 3)
+    write_json(settings.report_file, report)
+    where = {"built": "built here", "local cache": "from the local cache", "store": "from the env store"}[source]
     log.info(
-        "ready: %s served as %r by the %s backend (%d packages, MLflow %s, %s) in %.1fs; %s",
-        redact(settings.model_uri), settings.name, prepared.chosen.backend, len(prepared.lock.packages),
-        prepared.plan.mlflow_version, prepared.chosen.stack.describe(), timings["total"], prepared.chosen.reason,
-        extra={"step": "init", "backend": prepared.chosen.backend},
+        "%s: %s %s by the %s backend (%d packages, MLflow %s, %s) in %.1fs; environment %s; %s",
+        "built" if building else "ready", redact(settings.model_uri),
+        "verified" if building else f"served as {settings.name!r}", prepared.chosen.backend,
+        len(prepared.lock.packages), prepared.plan.mlflow_version, prepared.chosen.stack.describe(), timings["total"],
+        where, prepared.chosen.reason, extra={"step": "init", "backend": prepared.chosen.backend, "source": source},
     )  # fmt: skip
     return report
 
 
+def _install_verified(prepared: Prepared, cache: Any, timings: dict[str, float]) -> tuple[Prepared, bool]:
+    """Steps 4 and 5 from the lock; with --slim, a model that does not load with mlflow-skinny gets full mlflow."""
+    settings = prepared.settings
+    if prepared.chosen.backend == "mlflow":  # before verify, which imports it
+        write_server_package(settings.server_lib, settings.python)
+    try:
+        return prepared, _install(prepared, cache, timings)
+    except VerifyError as exc:
+        if not prepared.slim:
+            raise
+        log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
+        prepared = _relock(prepared, slim=False, timings=timings)
+        return prepared, _install(prepared, cache, timings)
+
+
 def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
+    return _lock_step(_fetch_and_plan(settings, timings), timings)
+
+
+def _fetch_and_plan(settings: Settings, timings: dict[str, float]) -> Planned:
     with step("fetch", timings):
         pinned = pin_for_fetch(settings.model_uri, settings.fetch_retries)
         uri = pinned.uri if pinned else settings.model_uri
@@ -110,15 +180,189 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
             log.warning("%s", warning, extra={"step": "plan"})
         if settings.slim and settings.installer != "uv":
             raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
+    model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
+    return Planned(settings, interpreter, plan, model_bytes, pinned)
+
+
+def _lock_step(planned: Planned, timings: dict[str, float]) -> Prepared:
+    settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
     with step("lock", timings):
         chosen, (request, lock, cached) = choose(
             plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=settings.slim)
         )
     log.info("backend %s: %s", chosen.backend, chosen.reason, extra={"step": "lock", "backend": chosen.backend})
-    model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
     return Prepared(
-        settings, interpreter, plan, chosen, request, lock, settings.slim, cached, model_bytes, pinned, timings
-    )
+        settings, interpreter, plan, chosen, request, lock, settings.slim, cached, planned.model_bytes,
+        planned.pinned, timings,
+    )  # fmt: skip
+
+
+# -- the environment store ----------------------------------------------------------------------------------
+def _env_store(settings: Settings) -> EnvStore | None:
+    return EnvStore(settings.env_store) if settings.env_store else None
+
+
+def _store_key(planned: Planned, trail: StoreTrail) -> StoreKey | None:
+    """The key of this model's environment (env_store/key.py): from the lock requests of the backends the lock
+    step would try, built by the same function as theirs. None (logged) when the key cannot name the packages."""
+    settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
+    candidates = [
+        (stack.backend, _lock_request(plan, settings, interpreter, stack, slim=settings.slim))
+        for stack in plan.backends.stacks
+    ]
+    reason = unkeyable(candidates)
+    if reason:
+        trail.skipped(reason)
+        return None
+    return store_key(candidates, requested_backend=plan.backends.requested, installer=settings.installer,
+                     slim=settings.slim, interpreter=interpreter)  # fmt: skip
+
+
+def _from_store(
+    planned: Planned, store: EnvStore, trail: StoreTrail, cache: Any, timings: dict[str, float]
+) -> tuple[Prepared, str] | None:
+    """The environment from the store, in place and verified: (prepared, "store" or "local cache"), or None
+    after one line saying why not (the caller builds). Asks nothing of the package index."""
+    settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
+    assert trail.key is not None
+    restored: list[Restored] = []
+    try:
+        with step("store", timings):
+            manifest = store.lookup(trail.key)
+            stack = next((s for s in plan.backends.stacks if s.backend == manifest.backend), None)
+            if stack is None:  # the candidates are in the key: only a hand-edited manifest gets here
+                raise StoreFault("unreadable manifest", f"backend {manifest.backend!r} is not a candidate")
+            lock = Lock(store.read_lock(manifest))
+            lock.write(settings.lock_file)
+            request = _lock_request(plan, settings, interpreter, stack, slim=manifest.slim)
+            prepared = Prepared(
+                settings, interpreter, plan, Chosen(stack, manifest.reason), request, lock, manifest.slim, False,
+                planned.model_bytes, planned.pinned, timings,
+            )  # fmt: skip
+            if stack.backend == "mlflow":
+                write_server_package(settings.server_lib, settings.python)
+
+            def unpack(path: Path) -> None:
+                restored.append(store.restore(manifest, path))
+
+            hit = _place(settings, cache, lock, interpreter, stack.backend, unpack)
+    except StoreFault as fault:
+        trail.fault(fault)
+        settings.lock_file.unlink(missing_ok=True)
+        discard(settings.server_lib)
+        return None
+    trail.hit(manifest, restored[0] if restored else None)
+    try:
+        _verify_restored(prepared, manifest, cache)
+    except VerifyError as exc:
+        if not manifest.slim:
+            raise
+        log.warning("the model does not load with the stored mlflow-skinny environment (%s); building", exc.message)
+        return None
+    return prepared, "local cache" if hit else "store"
+
+
+def _place(settings: Settings, cache: Any, lock: Lock, interpreter: Interpreter, backend: str,
+           unpack: Callable[[Path], None]) -> bool:  # fmt: skip
+    """Put the store's venv at settings.venv_dir through ``unpack`` (into a new folder, renamed when complete).
+    With a local cache, into a cache entry (True: the cache had it, nothing was downloaded)."""
+    if cache is None:
+        tmp = build_dir(settings.env_dir)
+        try:
+            unpack(tmp)
+            tmp.rename(settings.venv_dir)
+        finally:
+            discard(tmp)
+        return False
+    from mlflow_kserve.cache import EnvCache
+
+    key = EnvCache.env_key(lock.text, interpreter.version, interpreter.platform, backend)
+    return cache.provide_env(key, settings.venv_dir, unpack)
+
+
+def _verify_restored(prepared: Prepared, manifest: Manifest, cache: Any) -> None:
+    """Load the model unless it loaded in this environment before (the build that published it, or this node)."""
+    settings = prepared.settings
+    if not settings.verify:
+        return
+    from mlflow_kserve.cache import EnvCache, model_digest
+
+    digest = model_digest(settings.model_dir)
+    interpreter, backend = prepared.interpreter, prepared.chosen.backend
+    key = EnvCache.env_key(prepared.lock.text, interpreter.version, interpreter.platform, backend) if cache else ""
+    if digest in manifest.verified or (cache and cache.is_verified(key, digest)):
+        log.info("this model loaded in this environment when it was built: verify skipped", extra={"step": "verify"})
+    else:
+        with step("verify", prepared.timings):
+            server_lib = settings.server_lib if backend == "mlflow" else None
+            verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
+    if cache:
+        cache.mark_verified(key, digest)
+
+
+def _already_published(store: EnvStore, trail: StoreTrail, planned: Planned) -> bool:
+    """``build`` on a key the store has: nothing to build (a corrupt entry is rebuilt and replaced)."""
+    assert trail.key is not None
+    try:
+        manifest = store.lookup(trail.key)
+    except StoreFault as fault:
+        if fault.kind not in ("miss", "unreadable manifest"):
+            raise InstallError(
+                f"cannot read the env store {store.location} ({fault.kind}: {fault.detail})",
+                "check the store's URI and the build's credentials (it needs read and write access)",
+            ) from fault
+        trail.fault(fault)
+        return False
+    trail.lookup, trail.build = "hit", manifest.build
+    return True
+
+
+def _finish_published(planned: Planned, trail: StoreTrail, timings: dict[str, float], started: float) -> dict[str, Any]:
+    settings = planned.settings
+    timings["total"] = round(time.monotonic() - started, 3)
+    report = {
+        "mlflow_kserve_version": __version__,
+        "model_uri": redact(settings.model_uri),
+        "name": settings.name,
+        "mlflow_version": planned.plan.mlflow_version,
+        "environment": {"source": "store"},
+        "store": trail.as_dict(),
+        "seconds": timings,
+    }
+    write_json(settings.report_file, report)
+    log.info(
+        "built: %s is in the env store %s already (key %s, build %s); nothing to build", redact(settings.model_uri),
+        trail.location, trail.key.short if trail.key else "-", trail.build, extra={"step": "build", "source": "store"},
+    )  # fmt: skip
+    return report
+
+
+def _publish(store: EnvStore, trail: StoreTrail, prepared: Prepared, report: dict[str, Any], *, building: bool) -> None:
+    """Publish the verified venv under the key (the store's lookup missed or failed). ``build`` fails (exit 7) when
+    it cannot; init only says so."""
+    settings = prepared.settings
+    if trail.lookup == "hit":  # a stored environment that this model needed rebuilt (slim): keep the entry
+        return
+    from mlflow_kserve.cache import model_digest
+
+    assert trail.key is not None
+    verified = (model_digest(settings.model_dir),) if settings.verify else ()
+    try:
+        with step("publish", prepared.timings):
+            published = store.publish(
+                trail.key, settings.venv_dir, settings.env_dir / f".store-{RUN}", lock_text=prepared.lock.text,
+                report=report, backend=prepared.chosen.backend, reason=prepared.chosen.reason, slim=prepared.slim,
+                verified=verified, venv_bytes=report["bytes"]["venv"],
+            )  # fmt: skip
+    except StoreFault as fault:
+        if building:
+            raise InstallError(
+                f"could not publish the environment to the env store {store.location} ({fault.kind}: {fault.detail})",
+                "give the build write access to the store (chart: envStore.prebuild credentials)",
+            ) from fault
+        trail.publish_failed(fault)
+        return
+    trail.publish_done(published)
 
 
 def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Prepared:
@@ -290,8 +534,9 @@ def _split_index_options(lines: tuple[str, ...]) -> tuple[str | None, tuple[str,
     return index_url, tuple(extras), tuple(links)
 
 
-def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> dict[str, Any]:
+def _report(prepared: Prepared, source: str, trail: StoreTrail | None, timings: dict[str, float]) -> dict[str, Any]:
     settings, plan = prepared.settings, prepared.plan
+    cache_hit = source == "local cache"
     return {
         "mlflow_kserve_version": __version__,
         "model_uri": redact(settings.model_uri),
@@ -309,6 +554,8 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
         "slim": prepared.slim,
         "index": prepared.request.index.describe(),
         "cache": {"enabled": settings.cache_dir is not None, "hit": cache_hit, "lock_hit": prepared.lock_cached},
+        "environment": {"source": source},
+        "store": trail.as_dict() if trail else None,
         "packages": prepared.lock.packages,
         "venv": str(settings.venv_dir.resolve()),  # the cache entry's venv with --serve-from-cache
         "bytes": {"model": prepared.model_bytes, "venv": dir_bytes(settings.venv_dir.resolve())},

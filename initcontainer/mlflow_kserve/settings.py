@@ -52,6 +52,8 @@ class Settings:
     max_batch_size: int = 0
     max_batch_time: float = 0.0
     fetch_retries: int = 4
+    env_store: str | None = None  # the environment store's URI (env_store/)
+    env_store_publish: bool = False  # init publishes what it builds (build always does)
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
 
@@ -96,6 +98,14 @@ class Settings:
         for key in ("extra_index_url", "extra_requirement", "constraint"):
             values[key] = tuple(v.strip() for v in values.get(key, ()) if v and v.strip())
         values["allow"] = frozenset(values.get("allow", ()))
+        if values.get("env_store") is not None:
+            from mlflow_kserve.env_store.backend import check_uri
+
+            values["env_store"] = check_uri(values["env_store"]) if values["env_store"].strip() else None
+        if values.get("env_store_publish") and not values.get("env_store"):
+            raise ConfigError(
+                "--env-store-publish without a store", "pass --env-store (chart: envStore.uri), or drop the flag"
+            )
         if values.get("serve_from_cache") and values.get("cache_dir") is None:
             raise ConfigError(
                 "--serve-from-cache without a cache", "pass --cache-dir (chart: cache.enabled), or drop the flag"

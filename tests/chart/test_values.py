@@ -39,8 +39,10 @@ def test_bad_values_fail_naming_the_value(chart: Path, values: Path) -> None:
 
 
 def _pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The predictor's pod spec first, then the `helm test` Pod's and the prebuild Job's."""
     specs = [d["spec"]["predictor"] for d in docs if d["kind"] == "InferenceService"]
-    return specs + [d["spec"] for d in docs if d["kind"] == "Pod"]
+    specs += [d["spec"] for d in docs if d["kind"] == "Pod"]
+    return specs + [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Job"]
 
 
 def test_every_container_has_the_security_defaults(scenario: Path) -> None:

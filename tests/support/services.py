@@ -406,10 +406,14 @@ def package_index(mode: str, status: int = 500, max_path: int = 0) -> Iterator[F
 
 
 @contextmanager
-def failing_proxy(upstream: str, *, fail_first: int, status: int = 500) -> Iterator[FaultyServer]:
+def failing_proxy(
+    upstream: str, *, fail_first: int, status: int = 500, truncate_over: int = 0
+) -> Iterator[FaultyServer]:
     """An HTTP reverse proxy in front of ``upstream`` (the moto S3 server) that answers its first ``fail_first``
     requests with ``status`` and an S3 ``InternalError`` body, then forwards every request unchanged (headers
-    and body: moto does not check signatures). ``url`` is the endpoint to give clients."""
+    and body: moto does not check signatures). ``truncate_over``: a GET whose body is longer is answered with its
+    full Content-Length but only half the body, then the connection is closed (a download cut short).
+    ``url`` is the endpoint to give clients."""
     state = FaultyServer("")
     target = urllib.parse.urlsplit(upstream)
     error = (
@@ -444,7 +448,10 @@ def failing_proxy(upstream: str, *, fail_first: int, status: int = 500) -> Itera
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            if self.command != "HEAD":
+            if truncate_over and self.command == "GET" and len(payload) > truncate_over:
+                self.wfile.write(payload[: len(payload) // 2])
+                self.close_connection = True
+            elif self.command != "HEAD":
                 self.wfile.write(payload)
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle

@@ -129,6 +129,16 @@ credentials only through secretKeyRef.
   value: "true"
 {{- end }}
 {{- end }}
+{{- with .Values.envStore }}
+{{- if .uri }}
+- name: MLFLOW_KSERVE_ENV_STORE
+  value: {{ .uri | quote }}
+{{- if .publish }}
+- name: MLFLOW_KSERVE_ENV_STORE_PUBLISH
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.mlflow }}
 {{- if .trackingUri }}
 - name: MLFLOW_TRACKING_URI
@@ -185,6 +195,9 @@ mlflow-kserve-runtime.validate: rules the JSON schema cannot express; each messa
 {{- end }}
 {{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
+{{- end }}
+{{- if and .Values.envStore.publish (not .Values.envStore.uri) }}
+{{- fail "envStore.publish needs envStore.uri" }}
 {{- end }}
 {{- if not .Values.runtime.modelFormatVersions }}
 {{- fail "runtime.modelFormatVersions is empty: list the MLflow major versions to serve (\"2\", \"3\")" }}

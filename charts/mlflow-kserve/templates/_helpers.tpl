@@ -208,6 +208,16 @@ credentials only through secretKeyRef.
   value: "true"
 {{- end }}
 {{- end }}
+{{- with .Values.envStore }}
+{{- if .uri }}
+- name: MLFLOW_KSERVE_ENV_STORE
+  value: {{ .uri | quote }}
+{{- if .publish }}
+- name: MLFLOW_KSERVE_ENV_STORE_PUBLISH
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.storage.s3 }}
 {{- if .existingSecret }}
 - name: AWS_ACCESS_KEY_ID
@@ -252,6 +262,52 @@ credentials only through secretKeyRef.
 {{- include "mlflow-kserve.caEnv" . }}
 {{- with .Values.initContainer.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.prebuild.env: the prebuild Job's configuration: the init container's (`mlflow-kserve.initEnv`, so
+the Job computes the store key the pods compute: the same model, backend, requirements, installer and index),
+less what only a serving pod reads (batching, the cache volume, publishing: `build` always publishes), with the
+Job's own write credentials in place of the pods' when `envStore.prebuild.existingSecret` is set.
+*/}}
+{{- define "mlflow-kserve.prebuild.env" -}}
+{{- $prebuild := .Values.envStore.prebuild }}
+{{- $podOnly := list "MLFLOW_KSERVE_MAX_BATCH_SIZE" "MLFLOW_KSERVE_MAX_BATCH_TIME" "MLFLOW_KSERVE_CACHE_DIR" "MLFLOW_KSERVE_CACHE_MAX_BYTES" "MLFLOW_KSERVE_SERVE_FROM_CACHE" "MLFLOW_KSERVE_ENV_STORE_PUBLISH" }}
+{{- if $prebuild.existingSecret }}
+{{- $podOnly = concat $podOnly (list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY") }}
+{{- end }}
+{{- range include "mlflow-kserve.initEnv" . | fromYamlArray }}
+{{- if not (has .name $podOnly) }}
+{{ list . | toYaml }}
+{{- end }}
+{{- end }}
+{{- with $prebuild.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $prebuild.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $prebuild.secretAccessKeyKey }}
+{{- end }}
+{{- with $prebuild.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+mlflow-kserve.prebuild.serviceAccountName: the prebuild Job's ServiceAccount (created as a hook, or existing).
+*/}}
+{{- define "mlflow-kserve.prebuild.serviceAccountName" -}}
+{{- $sa := .Values.envStore.prebuild.serviceAccount }}
+{{- if $sa.create }}
+{{- default (printf "%s-prebuild" (include "mlflow-kserve.fullname" .)) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
 {{- end }}
 {{- end }}
 
@@ -405,5 +461,11 @@ mlflow-kserve.validate: rules the JSON schema cannot express; each message names
 {{- end }}
 {{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
+{{- end }}
+{{- if and .Values.envStore.prebuild.enabled (not .Values.envStore.uri) }}
+{{- fail "envStore.prebuild.enabled needs envStore.uri (the store the Job publishes to and the pods read)" }}
+{{- end }}
+{{- if and .Values.envStore.publish (not .Values.envStore.uri) }}
+{{- fail "envStore.publish needs envStore.uri" }}
 {{- end }}
 {{- end }}
