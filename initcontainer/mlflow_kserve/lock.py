@@ -155,7 +155,7 @@ def _around_lock(request: LockRequest, installer: str, cache_dir: Path | None) -
     except ConflictError as exc:
         named = [f"{name}=={version}" for name, version in pins.items() if _mentions(exc.detail, name)]
         side = f"the model's {request.lock_source or 'lock'} pins {', '.join(named) or 'its packages'}"
-        detail = f"{side}, which no locked package may leave: {exc.detail}"
+        detail = f"{side} (a locked version never moves): {exc.detail}"
         raise ConflictError(detail, exc.installer, LOCK_HINT) from exc
     added = [block for name, block in _blocks(joint.text) if name not in pins]
     return Lock(request.model_lock_text + "".join(added))

@@ -155,7 +155,7 @@ def _lock(
         key = memo.input_key({**parts, "backend": stack.backend})
         conflict = memo.get_conflict(key)
         if conflict:
-            raise ConflictError(conflict["detail"], conflict["installer"], CONFLICT_HINT)
+            raise ConflictError(conflict["detail"], conflict["installer"], conflict.get("hint") or CONFLICT_HINT)
     text = memo.get_lock(key) if memo else None
     if text:
         lock = Lock(text)
@@ -165,7 +165,7 @@ def _lock(
                 lock = resolve(request, settings.installer, _tool_cache(settings, cache))
         except ConflictError as exc:
             if memo:
-                memo.put_conflict(key, {"detail": exc.detail, "installer": exc.installer})
+                memo.put_conflict(key, {"detail": exc.detail, "installer": exc.installer, "hint": exc.hint or ""})
             raise
         if memo:
             memo.put_lock(key, lock.text)
