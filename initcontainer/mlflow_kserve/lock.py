@@ -32,7 +32,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlflow_kserve import procs
-from mlflow_kserve.errors import ConflictError, InstallError
+from mlflow_kserve.errors import ConflictError, InstallError, ResolveError
 from mlflow_kserve.files import write_atomic
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.tool_failures import index_or_disk_failure
@@ -44,6 +44,7 @@ LOCK_HINT = (
     "serve it with a backend that adds nothing (--backend mlflow), or lock the model's project with versions the "
     "backend accepts"
 )
+_NO_UPLOAD_TIME = re.compile(r"Index \S+ does not provide upload-time metadata")
 _BUILD = re.compile(r"Failed to build|Failed to prepare distributions|metadata-generation-failed", re.I)
 
 
@@ -120,8 +121,8 @@ def resolve(request: LockRequest, installer: str, cache_dir: Path | None = None)
     except ConflictError as exc:
         hint = (
             f"{exc.hint}; files uploaded after {request.resolve_as_of} were not considered for the model's own "
-            "requirements (--resolve-as-of): a later date or now may resolve, and an index without upload times "
-            "(PEP 700) offers none as of any date"
+            "requirements: a later date may resolve, and an index without upload times (PEP 700) offers none as of "
+            "any date: use --resolve-as-of now with it"
         )
         raise ConflictError(exc.detail, exc.installer, hint) from exc
 
@@ -243,6 +244,13 @@ def _classify(result: procs.Result, installer: str) -> Exception:
     failure = index_or_disk_failure(text, installer, "resolving")
     if failure is not None:
         return failure
+    undated = _NO_UPLOAD_TIME.search(text)
+    if undated:  # pip says so; uv excludes such files and reports what is left (a conflict, with the date's hint)
+        return ResolveError(
+            f"the package index gives no upload times (PEP 700), so {installer} cannot resolve as of a date "
+            f"({undated.group(0)})",
+            "use --resolve-as-of now with this index, or an index that publishes upload times (PyPI's JSON API does)",
+        )
     if _BUILD.search(text):
         return InstallError(
             f"a package failed to build while resolving ({installer}): {_cause(lines[-1] if lines else '')}",

@@ -61,22 +61,21 @@ class LocalIndex:
         (root / "files").mkdir(parents=True, exist_ok=True)
         (root / "simple").mkdir(exist_ok=True)
 
-    def publish(self, wheel: Path, uploaded: datetime) -> None:
+    def publish(self, wheel: Path, uploaded: datetime | None) -> None:
         """Add ``wheel`` to its project's page, uploaded at ``uploaded`` (any time: the past, or after a model's
-        day). The page is rewritten whole (atomically), so a reader never sees half of it."""
+        day; None: no upload time, as an index without PEP 700 serves it). The page is rewritten whole
+        (atomically), so a reader never sees half of it."""
         name = canonicalize_name(wheel.name.split("-")[0])
         data = wheel.read_bytes()
         (self.root / "files" / wheel.name).write_bytes(data)
         page = self.root / "simple" / f"{name}.json"
         files = json.loads(page.read_text())["files"] if page.exists() else []
         files = [f for f in files if f["filename"] != wheel.name]
-        files.append({
-            "filename": wheel.name,
-            "url": f"../../files/{wheel.name}",
-            "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
-            "upload-time": uploaded.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "size": len(data),
-        })  # fmt: skip
+        entry = {"filename": wheel.name, "url": f"../../files/{wheel.name}", "size": len(data),
+                 "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}  # fmt: skip
+        if uploaded is not None:
+            entry["upload-time"] = uploaded.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        files.append(entry)
         versions = sorted({f["filename"].split("-")[1] for f in files})
         body = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions, "files": files}
         tmp = page.with_suffix(".tmp")
