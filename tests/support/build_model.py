@@ -112,12 +112,11 @@ def custom_extra_dep(out: str) -> tuple[list, str]:
 
 def sklearn_loose(out: str) -> tuple[dict, str]:
     """Logged the way many are: loose requirements (no versions), so the serving side picks the versions; with
-    ``LOGGED_AT`` as its utc_time_created. A gradient-boosted model: its pickle names scikit-learn's private
-    loss classes, which later versions move (see test_asof.py)."""
-    from sklearn.ensemble import GradientBoostingClassifier
+    ``LOGGED_AT`` as its utc_time_created."""
+    from sklearn.linear_model import LogisticRegression
 
     frame, target = iris_frame()
-    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(frame, target)
+    model = LogisticRegression(max_iter=1000).fit(frame, target)
     example = frame.iloc[[0, 60, 120, 149]]
     signature = mlflow.models.infer_signature(example, model.predict(example))
     logged = mlflow.models.Model(utc_time_created=os.environ["LOGGED_AT"])

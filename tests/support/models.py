@@ -62,8 +62,9 @@ BUILDERS: dict[str, tuple[str, ...]] = {
 }
 BUILDER_PYTHONS = {"mlflow3-py313": "3.13", "mlflow3-py310": "3.10"}
 # A builder installed as of a day (uv --exclude-newer): what `pip install mlflow==2.10.2 scikit-learn pandas` gave
-# on 2024-02-15. Its model says it was logged that day (LOGGED_AT, set through MLflow's Model(utc_time_created)).
-BUILDERS["mlflow210-2024"] = ("mlflow==2.10.2", "scikit-learn", "pandas", "cloudpickle")
+# on 2024-02-15 in a Python 3.11 venv (which came with setuptools then: MLflow 2.10 imports pkg_resources). Its
+# model says it was logged that day (LOGGED_AT, set through MLflow's Model(utc_time_created)).
+BUILDERS["mlflow210-2024"] = ("mlflow==2.10.2", "scikit-learn", "pandas", "cloudpickle", "setuptools")
 BUILDER_AS_OF = {"mlflow210-2024": "2024-02-16T00:00:00Z"}
 LOGGED_AT = {"mlflow210-2024": "2024-02-15 12:00:00.000000"}
 # `uv add` in the uv project: protobuf 7 is what MLServer 1.7.1 refuses (protobuf<7)
