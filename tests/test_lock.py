@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import socket
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from mlflow_kserve.errors import InstallError, ResolveError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.lock import Lock, LockRequest, resolve
+from support.pyindex import LocalIndex, build_wheel, serve
 
 
 def _closed_port() -> int:
@@ -79,3 +82,22 @@ def test_lock_parses_names_canonically() -> None:
 def test_lock_uses_the_target_interpreter() -> None:
     lock = resolve(LockRequest(("tomli; python_version < '3.11'", "six"), python=sys.executable), "uv")
     assert ("tomli" in lock.packages) == (sys.version_info < (3, 11))
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_an_index_without_upload_times_cannot_resolve_as_of_a_date(installer: str, tmp_path: Path) -> None:
+    """A local index (support.pyindex) that serves its page without PEP 700 upload times: as of now it resolves;
+    as of a date pip says why it cannot (exit 6), and uv, which takes no file without a time, says what to do."""
+    index = LocalIndex(tmp_path / "index")
+    index.publish(build_wheel(tmp_path / "wheels", "mlflow-kserve-probe-dep", "1.0"), None)
+    with serve(index) as url:
+        now = LockRequest(
+            ("mlflow-kserve-probe-dep",), index=IndexConfig(url), model_requirements=("mlflow-kserve-probe-dep",)
+        )
+        assert resolve(now, installer).packages == {"mlflow-kserve-probe-dep": "1.0"}
+        with pytest.raises(ResolveError) as info:
+            resolve(replace(now, resolve_mode="date", resolve_as_of="2025-06-01T00:00:00Z"), installer)
+    assert info.value.exit_code == 6
+    assert "--resolve-as-of now" in str(info.value) and "PEP 700" in str(info.value)
+    if installer == "pip":
+        assert "the package index gives no upload times (PEP 700)" in str(info.value)

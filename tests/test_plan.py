@@ -5,21 +5,30 @@ writes them."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow_kserve.errors import ConfigError, NotServableError, PolicyError, ResolveError
+from mlflow_kserve.interpreter import Interpreter
 from mlflow_kserve.plan import Plan, make_plan
 from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
+from packaging.markers import default_environment
 from test_mlmodel import write_model
 
 STACK_3 = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22")
 
 
 def plan(root: Path, interpreter: str = "3.11.7", **settings: Any) -> Plan:
-    return make_plan(root, Settings.from_options(model_uri=str(root), **settings), interpreter)
+    return make_plan(root, Settings.from_options(model_uri=str(root), **settings), serving(interpreter))
+
+
+def serving(version: str) -> Interpreter:
+    """An interpreter of Python ``version`` on this machine (only its version and marker environment are read)."""
+    markers = {**default_environment(), "python_full_version": version, "python_version": version.rsplit(".", 1)[0]}
+    return Interpreter(sys.executable, version, "test-platform", tuple(sorted(markers.items())))
 
 
 def first(result: Plan) -> ServingStack:

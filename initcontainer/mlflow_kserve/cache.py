@@ -3,7 +3,8 @@
 Layout::
 
     <root>/locks/<input-key>.txt     resolution memo: a warm start resolves nothing (input key: the requirement
-                                     set, constraints, index, Python, platform and the backend)
+                                     set, constraints, index, Python, platform, the backend, and the resolution's
+                                     mode and date or lock digest; a resolution as of now is never memoised)
     <root>/locks/<input-key>.conflict.json  a resolution that failed: auto falls back at once on a warm start
     <root>/envs/<env-key>/venv       complete venvs, keyed by the lock, Python version, platform and backend
     <root>/envs/<env-key>/entry.json size and build time; its mtime is the last use (LRU)

@@ -28,6 +28,7 @@ class ModelInfo:
     run_id: str | None = None
     artifact_path: str | None = None
     model_id: str | None = None  # MLflow 3 logged models
+    utc_time_created: str | None = None  # when the model was logged ("2024-02-15 10:11:12.123456", UTC)
 
 
 def read_mlmodel(model_dir: Path) -> ModelInfo:
@@ -63,6 +64,7 @@ def read_mlmodel(model_dir: Path) -> ModelInfo:
         run_id=_text(data, "run_id"),
         artifact_path=_text(data, "artifact_path"),
         model_id=_text(data, "model_id"),
+        utc_time_created=_text(data, "utc_time_created"),
     )
 
 

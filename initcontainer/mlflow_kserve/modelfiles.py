@@ -66,19 +66,19 @@ def inside(root: Path, name: str | Path, what: str) -> Path:
     return path
 
 
-def read_text(root: Path, name: str | Path, what: str | None = None) -> str:
-    """The text of ``root/name``: inside the model directory, at most MAX_TEXT_BYTES, UTF-8."""
+def read_text(root: Path, name: str | Path, what: str | None = None, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of ``root/name``: inside the model directory, at most ``limit`` bytes, UTF-8."""
     path = inside(root, name, what or str(name))
     rel = _rel(root.resolve(), path)
     try:
         size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
+        if size > limit:
             raise NotServableError(
-                f"{rel} is {size / 1e6:.1f} MB; model metadata files are read up to {MAX_TEXT_BYTES / 1e6:.0f} MB",
+                f"{rel} is {size / 1e6:.1f} MB; model metadata files are read up to {limit / 1e6:.0f} MB",
                 f"{_RELOG}: {rel} holds metadata only, large data belongs in other artifacts",
             )
         with path.open("rb") as fh:
-            data = fh.read(MAX_TEXT_BYTES + 1)
+            data = fh.read(limit + 1)
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotServableError(f"{rel} is not UTF-8 text (a binary file?)", _RELOG) from exc

@@ -34,6 +34,24 @@ class _Line(click.ParamType):
 LINE = _Line()
 
 
+class _AsOf(click.ParamType):
+    """--resolve-as-of: model, now, a date or an instant (resolution.py checks it)."""
+
+    name = "model|now|DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from mlflow_kserve.errors import ConfigError
+        from mlflow_kserve.resolution import validate_setting
+
+        try:
+            return validate_setting(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+AS_OF = _AsOf()
+
+
 def _option(flag: str, *decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(flag, *decls, envvar=env_name(flag), show_envvar=True, **kwargs)
 
@@ -139,6 +157,16 @@ slim = _option(
     show_default=True,
     help="Serve the model's mlflow requirement with mlflow-skinny of the same version when the model loads with it.",
 )
+resolve_as_of = _option(
+    "--resolve-as-of",
+    type=AS_OF,
+    default="model",
+    show_default=True,
+    help="Resolve the model's requirements as of: model (the end of the UTC day it was logged, MLmodel's "
+    "utc_time_created; now when it has none), now, a date (2024-02-15: its end, UTC) or an instant with a zone "
+    "(2024-02-15T10:00:00Z). What the operator and the backend add resolves as of now. A model carrying uv.lock "
+    "(with pyproject.toml) or pylock.toml is installed as locked instead.",
+)
 SERVE_FROM_CACHE_HELP = (
     "With --cache-dir: make the venv a link to its cache entry instead of a copy (the server must mount the cache "
     "at the same path; it holds a lock that keeps the entry from eviction). Off for init; on for run, whose server "
@@ -235,6 +263,7 @@ ANNOTATIONS: dict[str, str] = {  # annotation key -> the init option it sets
     "allow": "allow",
     "backend": "backend",
     "slim": "slim",
+    "resolve-as-of": "resolve_as_of",
 }
 
 
@@ -260,7 +289,8 @@ annotations_may_allow = _option(
 # The option sets of each subcommand. init's set is what the chart may configure.
 RESOLVE_OPTIONS = [
     model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
-    extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
+    extra_requirement, constraint, python_policy, allow, python, slim, resolve_as_of, fetch_retries, log_format,
+    log_level,
 ]  # fmt: skip
 INIT_OPTIONS = [
     *RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time, env_store,

@@ -40,6 +40,7 @@ from mlflow_kserve.lock import CONFLICT_HINT, Lock, LockRequest, resolve
 from mlflow_kserve.logs import get_logger, step
 from mlflow_kserve.plan import Plan, make_plan
 from mlflow_kserve.registry import Pinned, pin_for_fetch
+from mlflow_kserve.report import resolution_dict
 from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
 from mlflow_kserve.verify import compile_bytecode, verify_model
@@ -81,6 +82,7 @@ class Planned:
     plan: Plan
     model_bytes: int
     pinned: Pinned | None
+    slim: bool  # --slim, unless the model's own lock installs its mlflow
 
 
 SOURCES = ("built", "local cache", "store")  # where an environment came from (report.json, the ready line)
@@ -175,24 +177,34 @@ def _fetch_and_plan(settings: Settings, timings: dict[str, float]) -> Planned:
         fetched = fetch_model(uri, settings.model_dir, retries=settings.fetch_retries)
     with step("plan", timings):
         interpreter = probe(settings.python)
-        plan = make_plan(settings.model_dir, settings, interpreter.version)
+        plan = make_plan(settings.model_dir, settings, interpreter)
         for warning in plan.warnings:
             log.warning("%s", warning, extra={"step": "plan"})
         if settings.slim and settings.installer != "uv":
             raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
+        slim = settings.slim
+        if slim and plan.model_lock is not None:
+            log.warning("--slim ignored: the model's %s installs its own mlflow", plan.resolution.lock_source)
+            slim = False
+        resolution = plan.resolution
+        log.info(
+            "resolving %s", resolution.describe(),
+            extra={"step": "plan", "resolve_mode": resolution.mode, "resolve_as_of": resolution.as_of,
+                   "lock_digest": resolution.lock_digest},
+        )  # fmt: skip
     model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
-    return Planned(settings, interpreter, plan, model_bytes, pinned)
+    return Planned(settings, interpreter, plan, model_bytes, pinned, slim)
 
 
 def _lock_step(planned: Planned, timings: dict[str, float]) -> Prepared:
-    settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
+    settings, plan, interpreter, slim = planned.settings, planned.plan, planned.interpreter, planned.slim
     with step("lock", timings):
         chosen, (request, lock, cached) = choose(
-            plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=settings.slim)
+            plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=slim)
         )
     log.info("backend %s: %s", chosen.backend, chosen.reason, extra={"step": "lock", "backend": chosen.backend})
     return Prepared(
-        settings, interpreter, plan, chosen, request, lock, settings.slim, cached, planned.model_bytes,
+        settings, interpreter, plan, chosen, request, lock, slim, cached, planned.model_bytes,
         planned.pinned, timings,
     )  # fmt: skip
 
@@ -207,7 +219,7 @@ def _store_key(planned: Planned, trail: StoreTrail) -> StoreKey | None:
     step would try, built by the same function as theirs. None (logged) when the key cannot name the packages."""
     settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
     candidates = [
-        (stack.backend, _lock_request(plan, settings, interpreter, stack, slim=settings.slim))
+        (stack.backend, _lock_request(plan, settings, interpreter, stack, slim=planned.slim))
         for stack in plan.backends.stacks
     ]
     reason = unkeyable(candidates)
@@ -215,7 +227,7 @@ def _store_key(planned: Planned, trail: StoreTrail) -> StoreKey | None:
         trail.skipped(reason)
         return None
     return store_key(candidates, requested_backend=plan.backends.requested, installer=settings.installer,
-                     slim=settings.slim, interpreter=interpreter)  # fmt: skip
+                     slim=planned.slim, interpreter=interpreter)  # fmt: skip
 
 
 def _from_store(
@@ -378,17 +390,20 @@ def _lock(
     settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool
 ) -> tuple[LockRequest, Lock, bool]:
     """Resolve the model's set with ``stack``'s packages and write the lock file. With a cache, a resolution
-    (or a conflict) is memoised under the request, the interpreter and the backend."""
+    (or a conflict) is memoised under the request (its resolution mode and date or lock digest included), the
+    interpreter and the backend; one as of now never is: it is what the index says at this moment (the
+    environment it locks is still reused when the lock text is the same)."""
     request = _lock_request(plan, settings, interpreter, stack, slim=slim)
     cache = _cache(settings)
+    memo = cache if request.resolve_mode != "now" else None
     key = ""
-    if cache:
+    if memo:
         parts = request.cache_parts(interpreter.version, interpreter.platform)
-        key = cache.input_key({**parts, "backend": stack.backend})
-        conflict = cache.get_conflict(key)
+        key = memo.input_key({**parts, "backend": stack.backend})
+        conflict = memo.get_conflict(key)
         if conflict:
-            raise ConflictError(conflict["detail"], conflict["installer"], CONFLICT_HINT)
-    text = cache.get_lock(key) if cache else None
+            raise ConflictError(conflict["detail"], conflict["installer"], conflict.get("hint") or CONFLICT_HINT)
+    text = memo.get_lock(key) if memo else None
     if text:
         lock = Lock(text)
     else:
@@ -396,13 +411,17 @@ def _lock(
             with _using_tools(cache):
                 lock = resolve(request, settings.installer, _tool_cache(settings, cache))
         except ConflictError as exc:
-            if cache:
-                cache.put_conflict(key, {"detail": exc.detail, "installer": exc.installer})
+            if memo:
+                memo.put_conflict(key, {"detail": exc.detail, "installer": exc.installer, "hint": exc.hint or ""})
             raise
-        if cache:
-            cache.put_lock(key, lock.text)
+        if memo:
+            memo.put_lock(key, lock.text)
     lock.write(settings.lock_file)
-    log.info("locked %d packages%s", len(lock.packages), " (from cache)" if text else "", extra={"step": "lock"})
+    log.info(
+        "locked %d packages%s, %s", len(lock.packages), " (from cache)" if text else "", plan.resolution.describe(),
+        extra={"step": "lock", "resolve_mode": request.resolve_mode, "resolve_as_of": request.resolve_as_of,
+               "lock_digest": request.lock_digest},
+    )  # fmt: skip
     return request, lock, bool(text)
 
 
@@ -412,14 +431,25 @@ def _lock_request(
     index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
     if plan.index_options:
         index = index.with_model_options(*_split_index_options(plan.index_options))
+    if plan.model_lock is not None and plan.model_lock.indexes:  # allowed by the operator (modellock.read)
+        index = index.with_model_options(None, plan.model_lock.indexes, ())
     requirements = list(plan.requirements(stack))
+    model_requirements = list(plan.model_requirements)
     excludes: tuple[str, ...] = ()
     if slim:
-        requirements = [r for r in requirements if _name(r) != "mlflow"]
-        requirements.append(f"mlflow-skinny=={plan.mlflow_version}")
+        skinny = f"mlflow-skinny=={plan.mlflow_version}"
+        requirements = [*(r for r in requirements if _name(r) != "mlflow"), skinny]
+        model_requirements = [*(r for r in model_requirements if _name(r) != "mlflow"), skinny]
         excludes = ("mlflow",)
     constraints = (*plan.constraints, *stack.constraints)
-    return LockRequest(tuple(requirements), constraints, excludes, index, python=interpreter.path)
+    resolution = plan.resolution
+    return LockRequest(
+        tuple(requirements), constraints, excludes, index, python=interpreter.path,
+        resolve_mode=resolution.mode, resolve_as_of=resolution.as_of, lock_digest=resolution.lock_digest,
+        lock_source=resolution.lock_source, model_requirements=tuple(model_requirements),
+        model_constraints=plan.model_constraints,
+        model_lock_text=plan.model_lock.text if plan.model_lock is not None else None,
+    )  # fmt: skip
 
 
 def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
@@ -550,6 +580,7 @@ def _report(prepared: Prepared, source: str, trail: StoreTrail | None, timings: 
             "reason": prepared.chosen.reason,
         },
         "serving_stack": list(prepared.chosen.stack.requirements),
+        "resolution": resolution_dict(prepared),
         "installer": settings.installer,
         "slim": prepared.slim,
         "index": prepared.request.index.describe(),

@@ -1,9 +1,10 @@
-"""Step 2: from the fetched model and the operator's settings, the requirement set to resolve, and the serving
-backends whose table rows fit the model (the lock step picks one: backends.choose)."""
+"""Step 2: from the fetched model and the operator's settings, the requirement set to resolve, how (as of which
+date, or from the model's own lock: resolution.py, modellock.py), and the serving backends whose table rows fit
+the model (the lock step picks one: backends.choose)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from mlflow_kserve import modellock
 from mlflow_kserve.backends import Candidates, candidates
 from mlflow_kserve.errors import ConfigError, NotServableError
+from mlflow_kserve.index import IndexConfig
+from mlflow_kserve.interpreter import Interpreter
 from mlflow_kserve.mlmodel import ModelInfo, read_mlmodel
+from mlflow_kserve.modellock import ModelLock
 from mlflow_kserve.policy import apply_policy, check_python
 from mlflow_kserve.requirements import ModelEnv, read_model_env
+from mlflow_kserve.resolution import Resolution, decide
 from mlflow_kserve.serving_stack import ServingStack
 from mlflow_kserve.settings import Settings
+from mlflow_kserve.tools import pip_resolves_as_of
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,16 @@ class Plan:
     constraints: tuple[str, ...]
     warnings: tuple[str, ...]
     mlflow_version: str
+    resolution: Resolution = field(default_factory=lambda: Resolution("now"))  # as of when, or the model's lock
+    model_lock: ModelLock | None = None
+    model_constraints: tuple[str, ...] = ()  # the model's own (-c files); constraints has the operator's too
+    completions: tuple[str, ...] = ()  # added to the model's set by the plan: mlflow, when its lock has none
 
     def requirements(self, stack: ServingStack) -> tuple[str, ...]:
         """Model + ``stack``'s packages (none for the mlflow backend) + operator's extras, textual duplicates
         dropped, order kept."""
-        return tuple(dict.fromkeys((*self.model_requirements, *stack.requirements, *self.extra_requirements)))
+        parts = (*self.model_requirements, *self.completions, *stack.requirements, *self.extra_requirements)
+        return tuple(dict.fromkeys(parts))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for ``check --json`` and report.json."""
@@ -62,39 +74,110 @@ class Plan:
             "constraints": list(self.constraints),
             "warnings": list(self.warnings),
             "conda_only": list(self.env.conda_only),
-        }
+            "resolution": self.resolution.to_dict(),
+            "model_lock": None if self.model_lock is None else {
+                "source": self.model_lock.source,
+                "digest": self.model_lock.digest,
+                "packages": self.model_lock.versions(),
+                "indexes": list(self.model_lock.indexes),
+            },
+        }  # fmt: skip
 
 
-def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> Plan:
+def make_plan(model_dir: Path, settings: Settings, interpreter: Interpreter) -> Plan:
     """Read the model, apply the policy, find the backends that fit; raises exit 2, 4, 5 or 6 errors."""
+    interpreter_python = interpreter.version
     extra_requirements = _validated(settings.extra_requirement, "--extra-requirement")
     operator_constraints = _validated(settings.constraint, "--constraint")
     info = read_mlmodel(model_dir)
     env = read_model_env(model_dir, info, follow_external="external-include" in settings.allow)
-    policy = apply_policy(env, model_dir, settings.allow)
-    warnings = list(policy.warnings)
+    lock_source, lock_warning = modellock.find(model_dir)
+    warnings = [lock_warning] if lock_warning else []
     python_warning = check_python(env.python_version or info.python_version, interpreter_python, settings.python_policy)
     if python_warning:
         warnings.append(python_warning)
-    requirements = list(policy.requirements)
-    mlflow_version = _mlflow_version(requirements, info)
-    if any(_name(r) in ("mlflow", "mlflow-skinny") for r in requirements):
-        requirements = [_pin_mlflow(r, mlflow_version, warnings) for r in requirements]
+    model_lock: ModelLock | None = None
+    completions: tuple[str, ...] = ()
+    if lock_source:
+        # The lock supersedes requirements.txt (MLflow's restore prefers it too); the policy is applied to it.
+        index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
+        model_lock = modellock.read(model_dir, lock_source, interpreter, index, settings.allow)
+        requirements = list(model_lock.pins)
+        mlflow_version, completions = _lock_mlflow(model_lock, info, warnings)
+        model_constraints: tuple[str, ...] = ()
+        index_options: tuple[str, ...] = ()
+        resolution = Resolution("lock", lock_source=lock_source, lock_digest=model_lock.digest)
+        if settings.resolve_as_of != "model":
+            warnings.append(
+                f"--resolve-as-of {settings.resolve_as_of} does not apply: the model's {lock_source} says which "
+                "versions to install"
+            )
     else:
-        requirements.append(f"mlflow=={mlflow_version}")
+        policy = apply_policy(env, model_dir, settings.allow)
+        warnings += policy.warnings
+        requirements = list(policy.requirements)
+        mlflow_version = _mlflow_version(requirements, info)
+        if any(_name(r) in ("mlflow", "mlflow-skinny") for r in requirements):
+            requirements = [_pin_mlflow(r, mlflow_version, warnings) for r in requirements]
+        else:
+            requirements.append(f"mlflow=={mlflow_version}")
+        model_constraints, index_options = policy.constraints, policy.index_options
+        resolution = _resolution(settings, info, warnings)
     backends = candidates(settings.backend, mlflow_version, interpreter_python)
     return Plan(
         model=info,
         env=env,
         interpreter_python=interpreter_python,
         model_requirements=tuple(requirements),
-        index_options=policy.index_options,
+        index_options=index_options,
         backends=backends,
         extra_requirements=extra_requirements,
-        constraints=(*policy.constraints, *operator_constraints),
+        constraints=(*model_constraints, *operator_constraints),
         warnings=tuple(warnings),
         mlflow_version=mlflow_version,
+        resolution=resolution,
+        model_lock=model_lock,
+        model_constraints=model_constraints,
+        completions=completions,
     )
+
+
+def _resolution(settings: Settings, info: ModelInfo, warnings: list[str]) -> Resolution:
+    """--resolve-as-of for this model. pip without --uploaded-prior-to (pip < 26) cannot: under an explicit date
+    that is exit 2; under the default, ``model``, it resolves as of now and says so (a pip image keeps working)."""
+    resolution, warning = decide(settings.resolve_as_of, info.utc_time_created)
+    if warning:
+        warnings.append(warning)
+    if resolution.as_of is None or settings.installer != "pip" or pip_resolves_as_of():
+        return resolution
+    if resolution.mode == "date":
+        raise ConfigError(
+            f"--resolve-as-of {settings.resolve_as_of}: this pip cannot resolve as of a date (it has no "
+            "--uploaded-prior-to; pip >= 26 has)",
+            "use --installer uv, an init image with pip >= 26, or --resolve-as-of now",
+        )
+    warnings.append(
+        "this pip cannot resolve as of the model's day (no --uploaded-prior-to; pip >= 26 has): resolving as of now; "
+        "use --installer uv or pip >= 26 for the same versions on every init"
+    )
+    return decide("now", None)[0]
+
+
+def _lock_mlflow(model_lock: ModelLock, info: ModelInfo, warnings: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The MLflow the lock installs (mlflow, else mlflow-skinny); a lock without either gets MLmodel's MLflow
+    added, resolved around the lock like the backend's packages."""
+    versions = model_lock.versions()
+    for name in ("mlflow", "mlflow-skinny"):
+        if versions.get(name):
+            if info.mlflow_version and versions[name] != info.mlflow_version:
+                warnings.append(
+                    f"the model's {model_lock.source} has {name} {versions[name]}, MLmodel says it was logged with "
+                    f"MLflow {info.mlflow_version}: the lock's is installed"
+                )
+            return versions[name], ()
+    version = _mlflow_version([], info)
+    warnings.append(f"the model's {model_lock.source} has no mlflow: mlflow=={version} (MLmodel's) is added to it")
+    return version, (f"mlflow=={version}",)
 
 
 def _mlflow_version(requirements: list[str], info: ModelInfo) -> str:

@@ -74,6 +74,31 @@ def apply_policy(env: ModelEnv, model_dir: Path, allow: frozenset[str]) -> Polic
     return PolicyResult(tuple(requirements), tuple(constraints), tuple(index_options), tuple(warnings))
 
 
+def check_lock_entry(source: str, what: str, kind: str, allow: frozenset[str]) -> None:
+    """A model's lock is held to the same rules as its requirement lines: an entry that installs from a VCS URL,
+    a direct URL or a local path (``kind``, a RULES key) is refused (exit 5) unless the operator allows it.
+    ``what`` names the entry ("protobuf 7.36.2"), ``source`` the lock ("uv.lock")."""
+    allowance, does = RULES[kind]
+    if allowance not in allow:
+        raise PolicyError(
+            f"the model's {source}: {what} {does}",
+            f"log the model from a lock without it, or allow it with --allow {allowance} "
+            f"(MLFLOW_KSERVE_ALLOW, chart: dependencies.allow)",
+        )
+
+
+def check_lock_index(source: str, package: str, index: str, allowed: bool) -> None:
+    """An index a model's lock takes a package from, other than PyPI and the operator's own: refused (exit 5)
+    unless the operator allowed the model's index options; the index is named, its credentials never."""
+    if not allowed:
+        raise PolicyError(
+            f"the model's {source} takes {package} from the index {index}, which the operator has not allowed; "
+            "indexes come only from the operator",
+            "add that index with --extra-index-url (chart: dependencies.extraIndexUrls), or allow the model's "
+            "indexes with --allow index-options",
+        )
+
+
 def check_python(model_python: str | None, interpreter: str, policy: str) -> str | None:
     """A warning when the model was logged with another Python minor; PolicyError under ``strict``."""
     if not model_python:

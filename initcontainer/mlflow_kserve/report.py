@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mlflow_kserve.errors import redact
+from mlflow_kserve.lock import requirement_name
 
 if TYPE_CHECKING:
     from mlflow_kserve.pipeline import Prepared
@@ -36,8 +37,25 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
         "index": result.request.index.describe(),
         "warnings": list(plan.warnings),
         "lock_file": str(settings.lock_file),
+        "resolution": resolution_dict(result),
         "packages": result.lock.packages,
     }
+
+
+def resolution_dict(result: Prepared) -> dict[str, Any]:
+    """How the set was resolved: the mode and its date or the model's lock digest, and each package that is not
+    the model's own (exempt from the date, or added around the lock) with who added it."""
+    plan, stack = result.plan, result.chosen.stack
+    who: dict[str, str] = {}
+    for texts, source in (
+        (plan.completions, "the model's MLflow, missing from its lock"),
+        (result.settings.constraint, "operator (--constraint)"),
+        (plan.extra_requirements, "operator (--extra-requirement)"),
+        (stack.constraints, f"{stack.backend} backend (constraint)"),
+        (stack.requirements, f"{stack.backend} backend"),
+    ):
+        who.update((requirement_name(text), source) for text in texts)
+    return {**plan.resolution.to_dict(), "exempt": {name: who.get(name, "added") for name in result.request.exempt}}
 
 
 def plan_json(result: Prepared) -> str:
@@ -60,8 +78,13 @@ def plan_table(result: Prepared) -> str:
         ("operator adds", ", ".join(data["extra_requirements"] + constraints) or "-"),
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),
         ("index", data["index"]),
+        ("resolution", result.plan.resolution.describe()),
         ("lock", data["lock_file"]),
     ]  # fmt: skip
+    exempt = data["resolution"]["exempt"]
+    if exempt:
+        around = "around the lock" if data["resolution"]["mode"] == "lock" else "as of now"
+        rows.insert(-1, ("not the model's", f"{', '.join(sorted(exempt))} ({around})"))
     width = max(len(key) for key, _ in rows)
     lines = [f"{key:<{width}}  {value}" for key, value in rows]
     for warning in data["warnings"]:
@@ -70,5 +93,8 @@ def plan_table(result: Prepared) -> str:
     lines.append("")
     lines.append(f"locked packages ({len(packages)}):")
     name_width = max((len(n) for n in packages), default=0)
-    lines.extend(f"  {name:<{name_width}}  {version}" for name, version in sorted(packages.items()))
+    lines.extend(
+        f"  {name:<{name_width}}  {version}{'  (' + exempt[name] + ')' if name in exempt else ''}"
+        for name, version in sorted(packages.items())
+    )
     return "\n".join(lines)

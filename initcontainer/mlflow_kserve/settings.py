@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlflow_kserve.errors import ConfigError
+from mlflow_kserve.resolution import validate_setting
 
 
 def _default_python() -> str:
@@ -48,6 +49,7 @@ class Settings:
     allow: frozenset[str] = field(default_factory=frozenset)
     python: str = field(default_factory=_default_python)
     slim: bool = False
+    resolve_as_of: str = "model"  # model | now | a date or instant (resolution.py)
     verify: bool = True
     max_batch_size: int = 0
     max_batch_time: float = 0.0
@@ -106,6 +108,7 @@ class Settings:
             raise ConfigError(
                 "--env-store-publish without a store", "pass --env-store (chart: envStore.uri), or drop the flag"
             )
+        values["resolve_as_of"] = validate_setting(values.get("resolve_as_of") or "model")
         if values.get("serve_from_cache") and values.get("cache_dir") is None:
             raise ConfigError(
                 "--serve-from-cache without a cache", "pass --cache-dir (chart: cache.enabled), or drop the flag"

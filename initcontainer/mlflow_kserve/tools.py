@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -59,3 +62,17 @@ def pip_env(cache_dir: Path | None) -> dict[str, str]:
         else:
             env["PIP_NO_CACHE_DIR"] = "1"
     return env
+
+
+@lru_cache(maxsize=4)
+def pip_resolves_as_of(python: str = sys.executable) -> bool:
+    """Whether the pip that pip-compile runs on (``python``'s) has ``--uploaded-prior-to`` (pip >= 26): asked of
+    that pip itself, not inferred from its version number."""
+    try:
+        out = subprocess.run(
+            [python, "-m", "pip", "install", "--help"], capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, **pip_env(None)},
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--uploaded-prior-to" in out.stdout

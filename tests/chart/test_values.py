@@ -124,6 +124,15 @@ def test_init_env_is_exactly_what_the_cli_reads(scenario: Path) -> None:
     assert settings.cache_dir is None or str(settings.cache_dir) in mounts
 
 
+def test_model_resolve_as_of_reaches_the_init_container() -> None:
+    def resolve_as_of(scenario: str) -> str:
+        init = _pods(render(CHART / "ci" / scenario))[0]["initContainers"][0]
+        return next(e["value"] for e in init["env"] if e["name"] == "MLFLOW_KSERVE_RESOLVE_AS_OF")
+
+    assert resolve_as_of("minimal-values.yaml") == "model", "the default: as of the model's day"
+    assert resolve_as_of("fleet-pinned-metrics-values.yaml") == "2026-11-30"
+
+
 def test_grpc_port_is_declared_only_when_server_backend_is_mlserver(scenario: Path) -> None:
     values = yaml.safe_load(scenario.read_text())
     pod = _pods(render(scenario))[0]

@@ -1,13 +1,20 @@
 """Runs INSIDE a builder venv (its own MLflow, scikit-learn, NumPy): saves one model and expected.json with
-the local ``mlflow.pyfunc.load_model(dir).predict(input)`` result the served V2 answer must equal.
+the local ``mlflow.pyfunc.load_model(dir).predict(input)`` result the served V2 answer must equal, and the
+builder's own package versions (``environment``: what the model was trained and logged with).
 
     python build_model.py KIND MODEL_DIR EXPECTED_JSON
+
+``LOGGED_AT`` (env, "2024-02-15 12:00:00.000000"): the model's MLmodel ``utc_time_created``, set through MLflow's
+own ``Model(utc_time_created=...)`` when logging (for a builder installed as of that day: models.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+from importlib import metadata
 
 import mlflow
 import numpy as np
@@ -22,6 +29,26 @@ class RomanLength(mlflow.pyfunc.PythonModel):
 
         values = np.asarray(model_input, dtype=np.float64).reshape(-1)
         return np.array([len(roman.toRoman(int(v))) for v in values], dtype=np.float64)
+
+
+class IrisClassifier(mlflow.pyfunc.PythonModel):
+    """A fitted scikit-learn model behind a PythonModel: what MLflow logs with its uv project files."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, context, model_input, params=None):
+        return self.model.predict(model_input)
+
+
+class Probe(mlflow.pyfunc.PythonModel):
+    """Needs ``mlflow-kserve-probe`` (from the tests' local index, not from the builder): loading imports it."""
+
+    def load_context(self, context):
+        import mlflow_kserve_probe  # noqa: F401
+
+    def predict(self, context, model_input, params=None):
+        return np.asarray(model_input, dtype=np.float64).reshape(-1) * 2
 
 
 class BrokenLoader(mlflow.pyfunc.PythonModel):
@@ -83,6 +110,44 @@ def custom_extra_dep(out: str) -> tuple[list, str]:
     return example.tolist(), "tensor"
 
 
+def sklearn_loose(out: str) -> tuple[dict, str]:
+    """Logged the way many are: loose requirements (no versions), so the serving side picks the versions; with
+    ``LOGGED_AT`` as its utc_time_created."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame, target = iris_frame()
+    model = LogisticRegression(max_iter=1000).fit(frame, target)
+    example = frame.iloc[[0, 60, 120, 149]]
+    signature = mlflow.models.infer_signature(example, model.predict(example))
+    logged = mlflow.models.Model(utc_time_created=os.environ["LOGGED_AT"])
+    mlflow.sklearn.save_model(
+        model, out, signature=signature, mlflow_model=logged, pip_requirements=["mlflow", "scikit-learn", "pandas"],
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+    )  # fmt: skip
+    return {c: example[c].tolist() for c in example.columns}, "columns"
+
+
+def pyfunc_sklearn(out: str) -> tuple[dict, str]:
+    """Saved from a uv project's folder: MLflow (>= 3.17) exports the project's lock into requirements.txt and
+    copies uv.lock, pyproject.toml and .python-version into the model."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame, target = iris_frame()
+    example = frame.iloc[[0, 60, 120, 149]]
+    wrapped = IrisClassifier(LogisticRegression(max_iter=1000).fit(frame, target))
+    signature = mlflow.models.infer_signature(example, wrapped.predict(None, example))
+    mlflow.pyfunc.save_model(out, python_model=wrapped, signature=signature)
+    return {c: example[c].tolist() for c in example.columns}, "columns"
+
+
+def probe(out: str) -> tuple[list, str]:
+    example = np.array([[1.0], [2.0]])
+    signature = mlflow.models.infer_signature(example, example.reshape(-1) * 2)
+    requirements = [f"mlflow=={mlflow.__version__}", "mlflow-kserve-probe"]
+    mlflow.pyfunc.save_model(out, python_model=Probe(), signature=signature, pip_requirements=requirements)
+    return example.tolist(), "tensor"
+
+
 def loader_raises(out: str) -> tuple[list, str]:
     mlflow.pyfunc.save_model(out, python_model=BrokenLoader(), pip_requirements=[f"mlflow=={mlflow.__version__}"])
     return [[1.0]], "tensor"
@@ -93,14 +158,21 @@ KINDS = {
     "sklearn-tensor": sklearn_tensor,
     "custom-extra-dep": custom_extra_dep,
     "loader-raises": loader_raises,
+    "sklearn-loose": sklearn_loose,
+    "pyfunc-sklearn": pyfunc_sklearn,
+    "probe": probe,
 }
+NOT_LOADED_HERE = ("loader-raises", "probe")  # no local prediction: it raises, or needs a package the builder lacks
 
 
 def main() -> None:
     kind, out, expected_path = sys.argv[1], sys.argv[2], sys.argv[3]
     model_input, shape = KINDS[kind](out)
     expected = {"kind": shape, "input": model_input, "mlflow": mlflow.__version__}
-    if kind != "loader-raises":
+    expected["environment"] = {
+        re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower(): dist.version for dist in metadata.distributions()
+    }
+    if kind not in NOT_LOADED_HERE:
         loaded = mlflow.pyfunc.load_model(out)
         frame = pd.DataFrame(model_input) if shape == "columns" else np.asarray(model_input, dtype=np.float64)
         expected["output"] = np.asarray(loaded.predict(frame)).reshape(-1).tolist()

@@ -3,10 +3,17 @@ versions (and the Python) it is meant to have been logged with. Built once and k
 by the build script, the pins and the Python), so a rerun costs nothing; a file lock makes concurrent test
 processes build once.
 
-Besides the session's models (MODELS, built by ``build_all``), two are built on demand with ``build(name)``:
+Besides the session's models (MODELS, built by ``build_all``), some are built on demand with ``build(name)``:
 ``sklearn-py313`` / ``sklearn-py310``, logged on that Python (found by ``find_python``: the tests skip, naming
-it, where the machine has none), and ``uv-project``, logged with ``uv run`` from a real uv project (``uv init``,
-``uv add mlflow scikit-learn protobuf``): MLflow >= 3.11 writes the project's exported lock as requirements.txt."""
+it, where the machine has none); ``uv-project``, logged with ``uv run`` from a real uv project (``uv init``,
+``uv add mlflow scikit-learn protobuf``): MLflow >= 3.11 writes the project's exported lock as requirements.txt
+(a scikit-learn flavor model: MLflow copies no uv.lock into it, only pyfunc models get one); ``sklearn-2024``, an
+old model: logged on 2024-02-15 with loose requirements by a builder installed as of that day
+(``uv pip install --exclude-newer``, BUILDER_AS_OF); ``asof-probe``, a PythonModel requiring a package of the
+tests' own local index (test_asof.py). ``build_uv_locked()`` logs pyfunc models from one uv project, which carry
+its uv.lock: ``uv-lock`` (protobuf<7, fastapi<0.116), ``uv-lock-protobuf7`` (the same project after ``uv add
+protobuf==7.36.2``) and ``pylock`` (``uv-lock`` with the project's ``uv export --format pylock.toml`` instead of its
+uv files)."""
 
 from __future__ import annotations
 
@@ -54,6 +61,12 @@ BUILDERS: dict[str, tuple[str, ...]] = {
     "mlflow3-py310": ("mlflow==3.17.2", "scikit-learn==1.7.2", "numpy==2.2.6", "pandas==2.3.3", "cloudpickle"),
 }
 BUILDER_PYTHONS = {"mlflow3-py313": "3.13", "mlflow3-py310": "3.10"}
+# A builder installed as of a day (uv --exclude-newer): what `pip install mlflow==2.10.2 scikit-learn pandas` gave
+# on 2024-02-15 in a Python 3.11 venv (which came with setuptools then: MLflow 2.10 imports pkg_resources). Its
+# model says it was logged that day (LOGGED_AT, set through MLflow's Model(utc_time_created)).
+BUILDERS["mlflow210-2024"] = ("mlflow==2.10.2", "scikit-learn", "pandas", "cloudpickle", "setuptools")
+BUILDER_AS_OF = {"mlflow210-2024": "2024-02-16T00:00:00Z"}
+LOGGED_AT = {"mlflow210-2024": "2024-02-15 12:00:00.000000"}
 # `uv add` in the uv project: protobuf 7 is what MLServer 1.7.1 refuses (protobuf<7)
 UV_PROJECT_ADDS = ("mlflow==3.17.2", "scikit-learn==1.9.1", "protobuf==7.36.2")
 
@@ -85,7 +98,14 @@ ON_DEMAND: dict[str, Spec] = {
     "sklearn-py310": Spec("mlflow3-py310", "sklearn-columns"),
     # logged from a uv project: requirements.txt is its exported lock, protobuf 7 pinned
     "uv-project": Spec("uv-project", "sklearn-columns"),
+    # logged on 2024-02-15 with loose requirements, by a builder installed as of that day
+    "sklearn-2024": Spec("mlflow210-2024", "sklearn-loose"),
+    # needs mlflow-kserve-probe from the tests' local index
+    "asof-probe": Spec("mlflow3", "probe"),
 }
+# `uv add` in the project build_uv_locked logs from, bounded where MLServer 1.7.1 needs it (protobuf<7,
+# fastapi<0.116: MLflow 3.17 alone locks newer ones), so both backends serve its lock; then protobuf==7.36.2
+UV_LOCKED_ADDS = ("mlflow==3.17.2", "scikit-learn==1.9.1", "protobuf<7", "fastapi<0.116")
 
 
 @dataclass(frozen=True)
@@ -122,13 +142,15 @@ def builder_python(name: str) -> Path:
     interpreter = require_python(BUILDER_PYTHONS[name]) if name in BUILDER_PYTHONS else _python()
     venv = CACHE / "venvs" / f"{name}-{_digest((*BUILDERS[name], *_python_part(name)))}"
     python = venv / "bin" / "python"
+    as_of = ["--exclude-newer", BUILDER_AS_OF[name]] if name in BUILDER_AS_OF else []
     with FileLock(str(venv) + ".lock"):
         if not (venv / ".complete").exists():
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([uv_binary(), "venv", "-q", "--python", interpreter, venv], check=True)
             subprocess.run(
-                [uv_binary(), "pip", "install", "-q", "--python", python, *BUILDERS[name]], check=True, timeout=900
-            )
+                [uv_binary(), "pip", "install", "-q", "--python", python, *as_of, *BUILDERS[name]],
+                check=True, timeout=900,
+            )  # fmt: skip
             (venv / ".complete").touch()
     return python
 
@@ -147,7 +169,8 @@ def build(name: str) -> BuiltModel:
             if spec.builder == "uv-project":
                 _log_from_uv_project(home / "project", args)
             else:
-                subprocess.run([builder_python(spec.builder), *args], check=True, timeout=600, cwd=home)
+                env = {**os.environ, **({"LOGGED_AT": LOGGED_AT[spec.builder]} if spec.builder in LOGGED_AT else {})}
+                subprocess.run([builder_python(spec.builder), *args], check=True, timeout=600, cwd=home, env=env)
             expected.with_suffix(".tmp").rename(expected)
     return BuiltModel(name, model, json.loads(expected.read_text()))
 
@@ -155,15 +178,52 @@ def build(name: str) -> BuiltModel:
 def _log_from_uv_project(project: Path, args: list[Path | str]) -> None:
     """What a uv user does: `uv init`, `uv add mlflow scikit-learn protobuf`, then log the model with `uv run`
     from the project folder, where MLflow finds uv.lock and exports it (uv must be on PATH for MLflow)."""
+    uv, run = _uv_project(project, "iris-uv")
+    subprocess.run([uv, "add", "-q", *UV_PROJECT_ADDS], **run)
+    subprocess.run([uv, "run", "-q", "python", *map(str, args)], **run)
+
+
+def build_uv_locked() -> dict[str, BuiltModel]:
+    """Pyfunc models logged from one uv project with MLflow 3.17 (uv.lock, pyproject.toml and .python-version
+    among their files): ``uv-lock`` (protobuf<7, fastapi<0.116: both backends serve it), ``uv-lock-protobuf7``
+    (after ``uv add protobuf==7.36.2``, which MLServer refuses), and ``pylock`` (``uv-lock`` carrying the project's
+    PEP 751 export instead of its uv files)."""
+    home = CACHE / "test-models" / f"uv-locked-{_digest((BUILD_SCRIPT.read_text(), *UV_LOCKED_ADDS))}"
+    names = ("uv-lock", "uv-lock-protobuf7", "pylock")
+    with FileLock(str(home) + ".lock"):
+        if not (home / "pylock" / "expected.json").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            project = home / "project"
+            uv, run = _uv_project(project, "iris-uv-locked")
+            subprocess.run([uv, "add", "-q", *UV_LOCKED_ADDS], **run)
+            _log_in_project(uv, run, home / "uv-lock")
+            export = [uv, "export", "-q", "--frozen", "--no-dev", "--no-emit-project", "--format", "pylock.toml"]
+            shutil.copytree(home / "uv-lock", home / "pylock")
+            for name in ("uv.lock", "pyproject.toml", ".python-version"):
+                (home / "pylock" / "model" / name).unlink(missing_ok=True)
+            subprocess.run([*export, "-o", home / "pylock" / "model" / "pylock.toml"], **run)
+            subprocess.run([uv, "add", "-q", "protobuf==7.36.2"], **run)
+            _log_in_project(uv, run, home / "uv-lock-protobuf7")
+    return {name: BuiltModel(name, home / name / "model", json.loads((home / name / "expected.json").read_text()))
+            for name in names}  # fmt: skip
+
+
+def _uv_project(project: Path, name: str) -> tuple[str, dict]:
     uv = uv_binary()
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("VIRTUAL_ENV", None)
     run = {"check": True, "timeout": 900, "cwd": project, "env": env}
     project.mkdir(parents=True)
     subprocess.run([uv, "init", "-q", "--app", "--no-workspace", "--vcs", "none", "--python", _python(),
-                    "--name", "iris-uv"], **run)  # fmt: skip
-    subprocess.run([uv, "add", "-q", *UV_PROJECT_ADDS], **run)
-    subprocess.run([uv, "run", "-q", "python", *map(str, args)], **run)
+                    "--name", name], **run)  # fmt: skip
+    return uv, run
+
+
+def _log_in_project(uv: str, run: dict, home: Path) -> None:
+    home.mkdir(parents=True)
+    out = home / "expected.tmp"
+    subprocess.run([uv, "run", "-q", "python", BUILD_SCRIPT, "pyfunc-sklearn", home / "model", out], **run)
+    out.rename(home / "expected.json")
 
 
 def build_all(names: list[str] | None = None) -> dict[str, BuiltModel]:
@@ -175,8 +235,10 @@ def build_all(names: list[str] | None = None) -> dict[str, BuiltModel]:
 
 
 def _python_part(builder: str) -> tuple[str, ...]:
-    """The builder's Python in its keys, only where it is not the default (the keys of the others stay)."""
-    return (BUILDER_PYTHONS[builder],) if builder in BUILDER_PYTHONS else ()
+    """The builder's Python (and the day it is installed as of) in its keys, only where they are not the default
+    (the keys of the others stay)."""
+    parts = (BUILDER_PYTHONS[builder],) if builder in BUILDER_PYTHONS else ()
+    return (*parts, BUILDER_AS_OF[builder], LOGGED_AT[builder]) if builder in BUILDER_AS_OF else parts
 
 
 def _digest(parts: tuple[str, ...]) -> str:

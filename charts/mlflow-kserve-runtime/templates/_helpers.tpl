@@ -44,7 +44,7 @@ The keys are the CLI's (options.ANNOTATIONS); `mlflow-kserve storage-initializer
 the flag it names and exits 2 naming the annotation.
 */}}
 {{- define "mlflow-kserve-runtime.annotationEnv" -}}
-{{- range list "extra-requirements" "constraints" "python-policy" "allow" "backend" "slim" }}
+{{- range list "extra-requirements" "constraints" "python-policy" "allow" "backend" "slim" "resolve-as-of" }}
 - name: MLFLOW_KSERVE_ANNOTATION_{{ . | upper | replace "-" "_" }}
   valueFrom:
     fieldRef:
@@ -69,6 +69,8 @@ credentials only through secretKeyRef.
   value: {{ $deps.pythonPolicy | quote }}
 - name: MLFLOW_KSERVE_SLIM
   value: {{ $deps.slim | quote }}
+- name: MLFLOW_KSERVE_RESOLVE_AS_OF
+  value: {{ $deps.resolveAsOf | quote }}
 - name: MLFLOW_KSERVE_VERIFY
   value: {{ $deps.verify | quote }}
 - name: MLFLOW_KSERVE_FETCH_RETRIES

@@ -151,6 +151,8 @@ credentials only through secretKeyRef.
   value: {{ $deps.pythonPolicy | quote }}
 - name: MLFLOW_KSERVE_SLIM
   value: {{ $deps.slim | quote }}
+- name: MLFLOW_KSERVE_RESOLVE_AS_OF
+  value: {{ .Values.model.resolveAsOf | quote }}
 - name: MLFLOW_KSERVE_VERIFY
   value: {{ $deps.verify | quote }}
 - name: MLFLOW_KSERVE_FETCH_RETRIES
