@@ -104,7 +104,7 @@ def test_run_exits_8_when_the_mlflow_backend_cannot_load_the_model(
     port = free_port()
     args = ["--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify",
             "--backend", "mlflow", "--work-dir", str(tmp_path), "--cache-dir", str(shared_cache),
-            "--port", str(port), "--metrics-port", str(port + 2)]  # fmt: skip
+            "--port", str(port), "--metrics-port", str(free_port())]  # fmt: skip
     proc = mlflow_kserve(["run", *args], env)
     assert proc.returncode == 8, proc.stderr[-3000:]
     assert "MLflow's scoring server exited" in last_error(proc)

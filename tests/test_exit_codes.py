@@ -146,7 +146,7 @@ def test_8_run_exits_non_zero_when_mlserver_cannot_load(
     port = free_port()
     args = ["--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify"]
     args += ["--work-dir", str(tmp_path), "--cache-dir", str(shared_cache), "--port", str(port)]
-    args += ["--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]
+    args += ["--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
     proc = mlflow_kserve(["run", *args], cli_env)
     assert proc.returncode == 8, proc.stderr[-3000:]
     assert "before model 'loader-raises' was ready" in last_error(proc)

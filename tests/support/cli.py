@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from support.services import stop
+from support.services import free_port, stop
 
 MLFLOW_KSERVE = str(Path(sys.executable).with_name("mlflow-kserve"))
 
@@ -52,8 +52,8 @@ def served(args: list[str], env: Mapping[str, str], port: int, name: str, log: P
     """Start ``mlflow-kserve run``, wait for /v2/models/<name>/ready, stop it with SIGINT afterwards."""
     with log.open("w") as fh:
         proc = subprocess.Popen(
-            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port",
-             str(port + 2), "--name", name, *args],
+            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(free_port()), "--metrics-port",
+             str(free_port()), "--name", name, *args],
             env=dict(env), stdout=fh, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         server = Served(proc, port, name, log)
