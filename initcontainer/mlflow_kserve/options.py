@@ -72,6 +72,20 @@ env_dir = _option(
     type=click.Path(file_okay=False),
     help="Where the venv (<dir>/venv), the lock and report.json go.",
 )
+# check runs anywhere (a laptop, model CI): unless told where (the pod's env sets both), it works in a temporary
+# directory and leaves nothing behind.
+check_models_dir = _option(
+    "--models-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the model is fetched (<dir>/model). Default: a temporary directory, removed when check ends.",
+)
+check_env_dir = _option(
+    "--env-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the lock goes. Default: a temporary directory, removed when check ends.",
+)
 cache_dir = _option(
     "--cache-dir",
     default=None,
@@ -250,7 +264,9 @@ RESOLVE_OPTIONS = [
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
 INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]
-CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
+CHECK_OPTIONS = [
+    *({models_dir: check_models_dir, env_dir: check_env_dir}.get(o, o) for o in RESOLVE_OPTIONS), json_output,
+]  # fmt: skip
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.
 STORAGE_INITIALIZER_OPTIONS = [
