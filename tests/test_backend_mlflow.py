@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from support.cli import last_error, mlflow_kserve, report, served, v2_request
+from support.cli import assert_one_line_per_event, last_error, mlflow_kserve, report, served, v2_request
 from support.models import BuiltModel, build
 from support.services import free_port
 
@@ -83,7 +83,8 @@ def test_run_serves_every_fixture_under_backend_mlflow(
         assert facts["packages"]["starlette"].startswith("0.")
     pins = model_pins(model.path)
     assert {n: facts["packages"][n] for n in pins} == pins, "every pin of the model, unchanged"
-    assert server.proc.returncode == 0 and "[serve] stopped" in server.output()
+    assert server.proc.returncode == 130 and "[serve] stopped by SIGINT" in server.output()
+    assert_one_line_per_event(server, "SIGINT")
     assert "starting MLflow's scoring server" in server.output()
 
 
