@@ -1,4 +1,4 @@
-"""DESIGN.md's steps wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six.
+"""The six steps (docs/architecture.md) wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six.
 
 Each step is a module with one job; this one only orders them, times them, and keeps the invariant that
 nothing looks ready before everything is: stale outputs are removed first and report.json is written last.
@@ -17,7 +17,13 @@ from packaging.utils import canonicalize_name
 
 from mlflow_kserve import __version__
 from mlflow_kserve.backends import Chosen, choose
-from mlflow_kserve.configure import model_settings, write_json, write_server_package
+from mlflow_kserve.configure import (
+    MLSERVER_LOG_CONFIG,
+    MLSERVER_LOGGING,
+    model_settings,
+    write_json,
+    write_server_package,
+)
 from mlflow_kserve.envdir import build_dir, clear_leftovers, scratch_dir
 from mlflow_kserve.errors import ConfigError, ConflictError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
@@ -86,6 +92,8 @@ def init(settings: Settings) -> dict[str, Any]:
             settings.name, settings.model_dir, settings.models_dir,
             max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
         ))  # fmt: skip
+        if prepared.chosen.backend == "mlserver":
+            write_json(settings.env_dir / MLSERVER_LOGGING, MLSERVER_LOG_CONFIG)
         timings["total"] = round(time.monotonic() - started, 3)
         report = _report(prepared, cache_hit, timings)
         write_json(settings.report_file, report)
@@ -237,7 +245,13 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
 
 def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
-    for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
+    outputs = (
+        settings.report_file,
+        settings.model_settings_file,
+        settings.lock_file,
+        settings.env_dir / MLSERVER_LOGGING,
+    )
+    for path in outputs:
         path.unlink(missing_ok=True)
     discard(settings.server_lib)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
