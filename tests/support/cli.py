@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from support.services import stop
+from support.services import free_port, stop
 
 MLFLOW_KSERVE = str(Path(sys.executable).with_name("mlflow-kserve"))
 SHUTDOWN_LINES = 8  # at most what a stopped server, then `run` after it, print: one line per event
@@ -64,8 +64,8 @@ def served(
     kill or a supervisor sends it, to `run` alone (143)."""
     with log.open("w") as fh:
         proc = subprocess.Popen(
-            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(port + 1), "--metrics-port",
-             str(port + 2), "--name", name, *args],
+            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(free_port()), "--metrics-port",
+             str(free_port()), "--name", name, *args],  # each port free on its own: port + 1 may be another's
             env=dict(env), stdout=fh, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a process group of its own, as a shell gives a command
         )  # fmt: skip
