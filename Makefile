@@ -1,31 +1,40 @@
-# Developer entry points. `make setup` once, then `make unit` while you work (about a minute, no network) and
-# `make test` before you push (what CI runs via .ci/run: every tier, the container e2e and the release test).
+# Developer entry points. `make demo` to see it work. To work on it: `make setup-dev` once, `make unit` while you
+# work (about a minute, no network), `make test` before you push (what CI runs via .ci/run: every tier, the release
+# test and the container e2e). Needs only make and a Python 3.10–3.13 (PYTHON=...; the distribution's own is fine).
 PYTHON ?= python3
 PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
 PLATFORMS ?= linux/amd64 linux/arm64
+PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
+DEV_EXTRAS := demo,test,docs,gcs,azure
 
-.PHONY: setup demo test lint unit e2e release
+.PHONY: setup setup-dev demo docs test lint unit e2e release
 
-setup:  ## venv (.venv): the package (editable) with every store client, test deps; helm & co, azurite in .tools
-	$(PYTHON) -m pip install -q --disable-pip-version-check uv
-	$(PYTHON) -m uv venv -q --allow-existing $(VENV)
-	$(PYTHON) -m uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test,gcs,azure]'
-	$(BIN)/python -m compileall -q initcontainer  # as the images ship it: no command pays to compile our modules
-	bash ci/install-tools.sh
+setup:  ## .venv (made with PYTHON, uv inside) with mlflow-kserve (editable) and what the demo needs
+	@bash ci/setup.sh "$(PYTHON)" demo
 
-demo: setup  ## train the bundled iris model, serve it with `mlflow-kserve run`, send a V2 request
-	bash examples/iris/demo.sh
+setup-dev:  ## setup + the test toolchain: store clients, test and docs packages; helm & co, checkov, azurite in .tools
+	@bash ci/setup.sh "$(PYTHON)" $(DEV_EXTRAS)
+	@PYTHON=$(BIN)/python bash ci/install-tools.sh
+
+demo: setup  ## train the bundled iris model, serve it with `mlflow-kserve run`, send a V2 request (PORT=8080)
+	@$(BIN)/python examples/iris/demo.py --port $(PORT)
+
+docs:  ## the reference pages regenerated, then the documentation site into site/ (`.venv/bin/mkdocs serve`: preview)
+	@bash ci/setup.sh "$(PYTHON)" demo,docs
+	$(BIN)/python ci/gen_cli_docs.py
+	$(BIN)/python ci/gen_chart_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit:  ## the fast tier: no network, no model environments built (ci/offline.sh proves it), on two workers
+unit: setup-dev  ## the fast tier: no network, no model environments built (ci/offline.sh proves it), two workers
 	bash ci/offline.sh $(BIN)/pytest -m "not e2e and not network" -n 2 --dist loadscope
 
-test:  ## everything CI runs, phase by phase with timings (ci/test.sh): lint, unit, e2e-tests, release-test, container-e2e
+test: setup-dev  ## everything CI runs, phase by phase with timings (ci/test.sh): lint, unit, e2e-tests, container-e2e
 	bash ci/test.sh
 
 e2e:  ## the chart's rendered pod run with podman: helm template -> pod -> init -> MLServer -> V2 answer

@@ -1,12 +1,12 @@
 """Generate from each chart's values.yaml (never by hand): its values.schema.json and its values table, in the
-chart's README and in the repository's README (between the chart's own markers there).
+chart's README and in the documentation's chart values page (between the chart's own markers there).
 
 Each key's `# --` comment is its description; `# @schema` lines add what the default cannot tell:
 `required`, `enum=a,b`, `minimum=0`, `maximum=100`, `pattern=...`, `minLength=1`, `type=integer,null`,
 `items=string` / `items=object` / `items=enum:a,b`, `additionalProperties=string|object|true`.
 Objects are strict (`additionalProperties: false`) unless annotated: a mistyped key fails `helm install`.
 
-    python ci/gen_chart_docs.py          # rewrite every chart's values.schema.json and the READMEs
+    python ci/gen_chart_docs.py          # rewrite every chart's values.schema.json, README and docs table
     python ci/gen_chart_docs.py --check  # exit 1 when any of them is stale (CI)
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-# chart directory -> the marker name of its values table in the repository's README
+# chart directory -> the marker name of its values table on the documentation's chart values page
+PAGE = ROOT / "docs" / "reference" / "chart-values.md"
 CHARTS = {
     ROOT / "charts" / "mlflow-kserve": "values",
     ROOT / "charts" / "mlflow-kserve-runtime": "runtime-values",
@@ -156,16 +157,15 @@ def _replace_between(text: str, marker: str, body: list[str]) -> str:
 
 
 def render(chart: Path, marker: str, outputs: dict[Path, str]) -> None:
-    """Add one chart's generated files to ``outputs``: its schema, its README's table, its table in the
-    repository's README (built on what ``outputs`` already holds for that file)."""
+    """Add one chart's generated files to ``outputs``: its schema, its README's table, its table on the chart
+    values page (built on what ``outputs`` already holds for that file)."""
     text = (chart / "values.yaml").read_text()
     values = yaml.safe_load(text)
     docs = parse_comments(text)
     table = ["| key | type | default | description |", "|---|---|---|---|", *rows(values, docs)]
     outputs[chart / "values.schema.json"] = json.dumps(build_schema(values, docs, chart.name), indent=2) + "\n"
     outputs[chart / "README.md"] = _replace_between((chart / "README.md").read_text(), "values", table)
-    readme = ROOT / "README.md"
-    outputs[readme] = _replace_between(outputs.get(readme) or readme.read_text(), marker, table)
+    outputs[PAGE] = _replace_between(outputs.get(PAGE) or PAGE.read_text(), marker, table)
 
 
 def undocumented(values: Any, docs: dict[str, dict[str, Any]], path: str = "") -> list[str]:

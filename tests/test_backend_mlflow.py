@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from support.cli import last_error, mlflow_kserve, report, served, v2_request
+from support.cli import assert_one_line_per_event, last_error, mlflow_kserve, report, served, v2_request
 from support.models import BuiltModel, build
 from support.services import free_port
 
@@ -72,7 +73,7 @@ def test_run_serves_every_fixture_under_backend_mlflow(
     model = models[name]
     args = ["--model-uri", s3_models[name], "--backend", "mlflow", "--work-dir", str(tmp_path / "work"),
             "--cache-dir", str(shared_cache)]  # fmt: skip
-    with served(args, env, free_port(), name, tmp_path / "run.log") as server:
+    with served(args, env, free_port(), name, tmp_path / "run.log", stop_signal=signal.SIGTERM) as server:
         answer = server.infer(v2_request(model.expected))
         facts = report(next((tmp_path / "work" / "models").glob("*/env")))
     assert [o["data"] for o in answer["outputs"]] == [pytest.approx(model.expected["output"])]
@@ -83,7 +84,8 @@ def test_run_serves_every_fixture_under_backend_mlflow(
         assert facts["packages"]["starlette"].startswith("0.")
     pins = model_pins(model.path)
     assert {n: facts["packages"][n] for n in pins} == pins, "every pin of the model, unchanged"
-    assert server.proc.returncode == 0 and "[serve] stopped" in server.output()
+    assert server.proc.returncode == 143 and "[serve] stopped by SIGTERM" in server.output()
+    assert_one_line_per_event(server, "SIGTERM")
     assert "starting MLflow's scoring server" in server.output()
 
 

@@ -92,7 +92,7 @@ def test_auto_falls_back_to_mlflow_when_the_model_pins_protobuf_7() -> None:
     assert "mlserver" not in result.packages and result.packages["protobuf"] == "7.36.2", "the model's pin stands"
     assert chosen.reason.startswith(
         "auto: not MLServer: the model's requirements conflict with MLServer's (mlserver==1.7.1 "
-        "mlserver-mlflow==1.7.1 uvloop<0.22) (uv): "
+        "mlserver-mlflow==1.7.1 uvloop<0.22 uvicorn<0.29) (uv): "
     )
     assert "protobuf" in chosen.reason
     assert chosen.reason.endswith(

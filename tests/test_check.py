@@ -20,7 +20,7 @@ def test_check_json_shows_the_plan_without_installing(
     plan = json.loads(proc.stdout)
     assert plan["mlflow_version"] == "2.13.2"
     assert plan["serving_stack"]["requirements"] == ["mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22",
-                                                     "setuptools<82"]  # fmt: skip
+                                                     "uvicorn<0.29", "setuptools<82"]  # fmt: skip
     assert plan["packages"]["mlflow"] == "2.13.2" and plan["packages"]["mlserver"] == "1.6.1"
     assert plan["packages"]["scikit-learn"] == "1.3.2"
     assert (tmp_path / "env" / "requirements.lock").is_file()

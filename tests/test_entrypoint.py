@@ -70,3 +70,20 @@ def test_refuses_an_unknown_backend_naming_it(tmp_path: Path) -> None:
     proc = _start(_pod(tmp_path, {"backend": {"name": "tfserving"}}, lib=True, mlserver=True))
     assert proc.returncode == 1
     assert "names an unknown backend 'tfserving'" in proc.stderr
+
+
+def test_starts_mlserver_on_a_folder_named_after_the_model_with_its_logging_settings(tmp_path: Path) -> None:
+    """MLServer warns on every start when the model's name is not its settings folder's name (/mnt/models is
+    "models"): it gets a folder named after the model, a link to the models dir, and the logging settings init
+    wrote, unless the environment names its own."""
+    env = _pod(tmp_path, {"backend": {"name": "mlserver"}, "name": "fraud"}, mlserver=True)
+    script = Path(env["MLFLOW_KSERVE_ENV_DIR"], "venv", "bin", "mlserver")
+    script.write_text('#!/bin/sh\necho "mlserver $* $MLSERVER_LOGGING_SETTINGS"; exit 3\n')
+    logging = Path(env["MLFLOW_KSERVE_ENV_DIR"], "mlserver-logging.json")
+    logging.write_text("{}")
+    proc = _start(env)
+    root = Path(env["MLFLOW_KSERVE_WORK_DIR"], "by-name", "fraud")
+    assert proc.stdout.split() == ["mlserver", "start", str(root), str(logging)], proc.stderr
+    assert root.resolve() == Path(env["MLFLOW_KSERVE_MODELS_DIR"]).resolve()
+    own = _start({**env, "MLSERVER_LOGGING_SETTINGS": "/etc/mine.json"})
+    assert own.stdout.split()[-1] == "/etc/mine.json", "the environment's own settings win"

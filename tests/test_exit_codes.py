@@ -135,6 +135,9 @@ def test_8_model_whose_loader_raises(models: dict[str, BuiltModel], tmp_path: Pa
     assert proc.returncode == 8, proc.stderr
     message = last_error(proc)
     assert "failed to load" in message and "checksum mismatch in weights.bin" in message
+    assert message.endswith(
+        "fix: fix the model (or its requirements) and log it again; --log-level debug prints the whole load output"
+    ), "a hint `run` can follow too: it used to advise running `run`"
     _assert_nothing_ready(tmp_path)
 
 
@@ -150,3 +153,4 @@ def test_8_run_exits_non_zero_when_mlserver_cannot_load(
     proc = mlflow_kserve(["run", *args], cli_env)
     assert proc.returncode == 8, proc.stderr[-3000:]
     assert "before model 'loader-raises' was ready" in last_error(proc)
+    assert "mlflow-kserve run" not in last_error(proc), "exit 8 from run does not advise running run"

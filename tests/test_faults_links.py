@@ -107,7 +107,7 @@ def test_an_include_of_a_file_outside_is_never_quoted(
 ) -> None:
     """`-r /abs/path` outside the model is refused by the policy (exit 5); where the operator allows it and
     the file is not a requirements file (a copy of /etc/passwd), the error names the file and line, never its
-    text. (An allowed include is read like the model's own requirements: README says to allow it only for
+    text. (An allowed include is read like the model's own requirements: docs/dependencies.md says to allow it only for
     trusted models.)"""
     secret = tmp_path / "passwd"
     secret.write_text(f"root:x:0:0:{TOKEN}:/root:/bin/bash\n")

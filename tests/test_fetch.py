@@ -99,7 +99,6 @@ def test_refetch_replaces_a_previous_model_and_stale_partials(models: dict[str, 
         "s3://no-such-bucket/model/",
         "models:/no-such-model/1",
         "models:/sklearn-columns@no-such-alias",
-        "/no/such/local/model",
     ],
 )
 def test_missing_model_is_not_found_and_not_retried(

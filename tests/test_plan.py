@@ -18,7 +18,7 @@ from mlflow_kserve.settings import Settings
 from packaging.markers import default_environment
 from test_mlmodel import write_model
 
-STACK_3 = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22")
+STACK_3 = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22", "uvicorn<0.29")
 
 
 def plan(root: Path, interpreter: str = "3.11.7", **settings: Any) -> Plan:

@@ -8,6 +8,10 @@ from mlflow_kserve.errors import ResolveError
 from mlflow_kserve.serving_stack import NoStack, ServingStack, load_table, select_stack
 
 UVLOOP = "uvloop 0.22+ kills MLServer workers: 'no current event loop' (SeldonIO/MLServer#2286)"
+UVICORN = (
+    "uvicorn 0.29+ re-raises the stop signal MLServer hands its REST and metrics servers, and MLServer runs its whole "
+    "stop again for each: one SIGTERM stopped it five times, racing itself (tracebacks, repeated shutdown lines)"
+)
 SETUPTOOLS = "these MLflows keep protobuf<5, whose opentelemetry imports pkg_resources (gone in setuptools 82)"
 MLSERVER_PYTHON = ">=3.9,<3.13"
 
@@ -16,16 +20,17 @@ def test_table_is_design_md() -> None:
     table = load_table()
     assert table[:3] == [
         ServingStack(
-            "mlserver", ">=2.19", MLSERVER_PYTHON, ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22"),
-            (UVLOOP,),
+            "mlserver", ">=2.19", MLSERVER_PYTHON,
+            ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop<0.22", "uvicorn<0.29"), (UVLOOP, UVICORN),
         ),
         ServingStack(
-            "mlserver", ">=2.15,<2.19", MLSERVER_PYTHON, ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22"),
-            (UVLOOP,),
+            "mlserver", ">=2.15,<2.19", MLSERVER_PYTHON,
+            ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "uvicorn<0.29"), (UVLOOP, UVICORN),
         ),
         ServingStack(
             "mlserver", ">=2.10,<2.15", MLSERVER_PYTHON,
-            ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "setuptools<82"), (UVLOOP, SETUPTOOLS),
+            ("mlserver==1.6.1", "mlserver-mlflow==1.6.1", "uvloop<0.22", "uvicorn<0.29", "setuptools<82"),
+            (UVLOOP, UVICORN, SETUPTOOLS),
         ),
     ]  # fmt: skip
     before_311, since_311 = table[3:]
@@ -62,7 +67,8 @@ def test_select_mlserver_stack(version: str, row: str) -> None:
     stack = select_stack("mlserver", version, "3.11.7")
     assert stack.mlflow == row
     mlserver = "1.7.1" if row == ">=2.19" else "1.6.1"
-    assert stack.requirements[:3] == (f"mlserver=={mlserver}", f"mlserver-mlflow=={mlserver}", "uvloop<0.22")
+    assert stack.requirements[:4] == (f"mlserver=={mlserver}", f"mlserver-mlflow=={mlserver}", "uvloop<0.22",
+                                      "uvicorn<0.29")  # fmt: skip
     assert ("setuptools<82" in stack.requirements) == (row == ">=2.10,<2.15")
     assert len(stack.reasons) == len(stack.requirements) - 2  # one reason per extra pin
 

@@ -1,5 +1,6 @@
-"""Every store the README lists, each against a real local server of it: S3 (moto), GCS (gcp-storage-emulator),
-Azure Blob (Azurite), MLflow's artifact proxy and its model registry (``mlflow server`` with the basic-auth app).
+"""Every store the docs list (docs/stores.md), each against a real local server of it: S3 (moto), GCS
+(gcp-storage-emulator), Azure Blob (Azurite), MLflow's artifact proxy and its model registry (``mlflow server``
+with the basic-auth app).
 
 For each store: `check` fetches and plans the model and `run` serves it (e2e); a missing model is "not found"
 and refused credentials "denied", neither retried nor printing a secret; an endpoint that is down ends with exit 3
@@ -249,7 +250,7 @@ def test_the_sdk_bounds_last_only_while_a_fetch_runs(gs_store: Store, wasbs_stor
     assert before[0] == 120.0  # the SDK's own default, untouched outside a fetch
 
 
-# Each URI form the README's store table lists, and the test that proves it (this file or test_fetch.py).
+# Each URI form the store table (docs/stores.md) lists, and the test that proves it (this file or test_fetch.py).
 PROVEN = {
     "s3://": "test_check_fetches_and_plans_from_each_store[s3]",
     "gs://": "test_check_fetches_and_plans_from_each_store[gs]",
@@ -261,8 +262,8 @@ PROVEN = {
 }
 
 
-def test_the_readme_lists_exactly_the_stores_the_tests_prove() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_docs_list_exactly_the_stores_the_tests_prove() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "stores.md").read_text()
     table = readme.split("<!-- stores:start -->", 1)[1].split("<!-- stores:end -->", 1)[0]
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     listed = {form for row in rows for form in re.findall(r"`([a-z0-9()]+:/{1,2})", row)}

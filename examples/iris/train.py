@@ -29,9 +29,9 @@ def main() -> None:
         if not (out / "MLmodel").is_file() and any(out.iterdir()):
             sys.exit(f"{out} exists and is not an MLflow model: give another directory")
         shutil.rmtree(out)  # a model saved by an earlier run
-    mlflow.sklearn.save_model(
-        model, out, signature=signature, serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE
-    )
+    # skops, not pickle: loading a skops file runs no code from it (MLflow warns about pickle formats).
+    skops = mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS
+    mlflow.sklearn.save_model(model, out, signature=signature, serialization_format=skops)
     print(f"saved {out} (MLflow {mlflow.__version__}); predict({example.values.tolist()}) = {model.predict(example)}")
 
 

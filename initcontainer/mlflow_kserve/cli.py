@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import signal
 import sys
+import tempfile
 import traceback
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -34,7 +36,7 @@ def cli() -> None:
     """Serve any MLflow model with its own dependencies (KServe init container, CI check, local run)."""
 
 
-@cli.command()
+@cli.command(short_help="The init container's job: all six steps.")
 @options.apply(options.INIT_OPTIONS)
 def init(**kwargs: Any) -> None:
     """Fetch, plan, lock, install, verify and configure: the init container's job."""
@@ -50,15 +52,19 @@ def init(**kwargs: Any) -> None:
 def build(**kwargs: Any) -> None:
     """Fetch, plan, lock, install and verify, then publish the environment to --env-store: no serving. For model
     CI and the chart's envStore.prebuild Job, so the first pod of a new model version starts from the store.
-    An environment the store has already is not built again; a failed publish exits 7."""
-    settings = _settings(kwargs)
+    An environment the store has already is not built again; a failed publish exits 7. Without --models-dir /
+    --env-dir it works in a temporary directory and leaves nothing behind."""
     from mlflow_kserve import pipeline
 
-    with claim(settings.env_dir):
-        pipeline.build(settings)
+    with tempfile.TemporaryDirectory(prefix="mlflow-kserve-build-") as scratch:
+        for key in ("models_dir", "env_dir"):
+            kwargs[key] = kwargs.get(key) or str(Path(scratch, key.removesuffix("_dir")))
+        settings = _settings(kwargs)
+        with claim(settings.env_dir):
+            pipeline.build(settings)
 
 
-@cli.command("storage-initializer")
+@cli.command("storage-initializer", short_help="KServe's storage-initializer contract.")
 @click.argument("storage_uri")
 @click.argument("dest", type=click.Path(file_okay=False))
 @options.apply(options.STORAGE_INITIALIZER_OPTIONS)
@@ -80,22 +86,29 @@ def storage_initializer(ctx: click.Context, storage_uri: str, dest: str, **kwarg
         pipeline.init(settings)
 
 
-@cli.command()
+@cli.command(short_help="Fetch, plan and lock; print the plan (model CI).")
 @options.apply(options.CHECK_OPTIONS)
 def check(json_output: bool, **kwargs: Any) -> None:
-    """Fetch, plan and lock only; print the plan. For model CI before deploying."""
-    settings = _settings(kwargs)
+    """Fetch, plan and lock only; print the plan. For model CI before deploying.
+
+    Without --models-dir / --env-dir it works in a temporary directory and leaves nothing behind.
+    """
     from mlflow_kserve import pipeline, report
 
-    with claim(settings.env_dir):
-        result = pipeline.check(settings)
-    click.echo(report.plan_json(result) if json_output else report.plan_table(result))
+    kept = bool(kwargs.get("env_dir"))
+    with tempfile.TemporaryDirectory(prefix="mlflow-kserve-check-") as scratch:
+        for key in ("models_dir", "env_dir"):
+            kwargs[key] = kwargs.get(key) or str(Path(scratch, key.removesuffix("_dir")))
+        settings = _settings(kwargs)
+        with claim(settings.env_dir):
+            result = pipeline.check(settings)
+    click.echo(report.plan_json(result, kept) if json_output else report.plan_table(result, kept))
 
 
-@cli.command()
+@cli.command(short_help="Serve on localhost with the chosen backend.")
 @options.apply(options.RUN_OPTIONS)
 def run(port: int, grpc_port: int, metrics_port: int, work_dir: str | None, **kwargs: Any) -> None:
-    """Init into a work dir, then serve with MLServer on localhost (V2 REST on --port)."""
+    """Init into a work dir, then serve on localhost with the chosen backend (V2 REST on --port)."""
     from mlflow_kserve import runner
 
     configure_logging(kwargs.get("log_format") or "text", kwargs.get("log_level") or "info")
@@ -103,7 +116,7 @@ def run(port: int, grpc_port: int, metrics_port: int, work_dir: str | None, **kw
     sys.exit(code)
 
 
-@cli.command()
+@cli.command(short_help="Print the version a registry URI names now.")
 @options.apply(options.PIN_OPTIONS)
 def resolve(model_uri: str, json_output: bool, log_format: str, log_level: str) -> None:
     """Print the pinned URI (models:/<name>/<version>) a registry alias points at now, for rollouts.

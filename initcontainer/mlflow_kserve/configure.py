@@ -17,6 +17,24 @@ from mlflow_kserve.files import remove, write_atomic
 
 RUNTIME = "mlserver_mlflow.MLflowRuntime"
 SERVER_PACKAGE = "mlflow_kserve_server"
+# MLServer's logging config (MLSERVER_LOGGING_SETTINGS), in the env dir; `run` and the server image point MLServer at
+# it unless the environment names its own. MLServer runs two uvicorn servers (REST and metrics), each logging the same
+# start and stop lines ("Started server process", "Application startup complete", "Shutting down", ...) beside
+# MLServer's own ("HTTP server running on ...", "Metrics server running on ..."): uvicorn keeps its warnings and
+# errors, its access log included (MLServer's default, MLSERVER_DEBUG=true, logs every request, readiness probes
+# too; the mlflow backend logs none). MLServer's own "mlserver" logger is not touched (it adds its handler itself).
+MLSERVER_LOGGING = "mlserver-logging.json"
+MLSERVER_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s [%(name)s] %(levelname)s - %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        "uvicorn.error": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING"},
+    },
+}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Domain errors. Each carries the documented exit code (DESIGN.md) and a one-line message naming cause and fix.
+"""Domain errors. Each carries the documented exit code (docs/reference/cli.md) and a one-line message naming the
+cause and the fix.
 
 Only the CLI boundary (cli.py) catches them, prints ``str(error)`` and exits with ``error.exit_code``.
 """

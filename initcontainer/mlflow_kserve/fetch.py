@@ -27,7 +27,8 @@ from pathlib import Path
 
 from mlflow_kserve.errors import FetchError, MlflowKserveError, NotServableError, redact
 from mlflow_kserve.logs import get_logger
-from mlflow_kserve.modelfiles import check_links
+from mlflow_kserve.mlmodel import no_mlmodel
+from mlflow_kserve.modelfiles import check_links, present
 from mlflow_kserve.sdk_retries import StoreRetries
 
 log = get_logger()
@@ -162,6 +163,8 @@ def fetch_model(
                 _download(source, tmp)
             check_links(tmp / "artifacts")
             root = _model_root(tmp, uri)
+            if not present(root, "MLmodel"):
+                raise no_mlmodel(root, redact(uri), uri)
             files, size = _count(root)
             if dest.exists():
                 shutil.rmtree(dest)
@@ -253,15 +256,24 @@ def _download(source: str, tmp: Path) -> None:
     if _is_local(source):
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
         if not path.exists():
-            raise FileNotFoundError(f"No such file or directory: {path}")
+            raise FetchError(
+                f"no such file or directory: {path.absolute()} (the model URI is a local path)",
+                "check the path; a model in a store needs its scheme (s3://, gs://, wasbs://, models:/, runs:/ …)",
+            )
         target = tmp / "artifacts"
         if path.is_dir():
+            if not present(path, "MLmodel"):  # before the link check: a folder above a model is the likelier slip
+                raise no_mlmodel(path, str(path), source)
             check_links(path)
             shutil.copytree(path, target, symlinks=False)
         else:
             target.mkdir()
             shutil.copy2(path, target / path.name)
         return
+    if source.startswith("runs:") or (source.startswith("mlflow-artifacts:") and "://" not in source):
+        from mlflow_kserve.registry import require_tracking_server
+
+        require_tracking_server(source, ("MLFLOW_TRACKING_URI",))
     import mlflow.artifacts
 
     mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp / "artifacts"))
@@ -278,7 +290,7 @@ def _model_root(tmp: Path, uri: str) -> Path:
     children = [c for c in base.iterdir() if not c.name.startswith(".")]
     if len(children) == 1 and children[0].is_dir() and (children[0] / "MLmodel").exists():
         return children[0]
-    return base  # plan reports the missing MLmodel (exit 4)
+    return base  # no MLmodel: fetch_model refuses it (exit 4)
 
 
 def _normalize(uri: str) -> str:

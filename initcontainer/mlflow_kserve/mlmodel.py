@@ -10,7 +10,18 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from mlflow_kserve.errors import NotServableError
-from mlflow_kserve.modelfiles import check_shape, inside, load_yaml, present, quote, read_yaml, shorten, type_name
+from mlflow_kserve.modelfiles import (
+    check_shape,
+    inside,
+    listing,
+    load_yaml,
+    models_inside,
+    present,
+    quote,
+    read_yaml,
+    shorten,
+    type_name,
+)
 
 __all__ = ["ModelInfo", "load_yaml", "read_mlmodel"]
 
@@ -34,10 +45,7 @@ class ModelInfo:
 def read_mlmodel(model_dir: Path) -> ModelInfo:
     """Parse ``model_dir/MLmodel``; NotServableError (exit 4) when missing, unreadable or not pyfunc."""
     if not model_dir.is_dir() or not present(model_dir, "MLmodel"):
-        raise NotServableError(
-            f"no MLmodel file in the fetched model ({_listing(model_dir)})",
-            "point the model URI at the directory that holds MLmodel (the logged model's root)",
-        )
+        raise no_mlmodel(model_dir, "the fetched model")
     data = read_yaml(model_dir, "MLmodel")
     if not isinstance(data.get("flavors"), dict):
         raise NotServableError("MLmodel has no 'flavors' mapping", "log the model again with MLflow")
@@ -114,8 +122,17 @@ def _env(model_dir: Path, value: Any) -> dict[str, str]:
     return env
 
 
-def _listing(model_dir: Path) -> str:
-    if not model_dir.exists():
-        return "nothing was fetched"
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in model_dir.iterdir())
-    return "found: " + (", ".join(names[:8]) + (" …" if len(names) > 8 else "") if names else "an empty directory")
+def no_mlmodel(folder: Path, where: str, uri: str | None = None) -> NotServableError:
+    """Exit 4 for a folder without MLmodel (``where`` names it): what it holds, and the models inside it, if any.
+    With a path or store ``uri`` and exactly one model inside, the fix is that model's URI."""
+    if not folder.is_dir():
+        return NotServableError(
+            f"no MLmodel file in {where} (nothing was fetched)",
+            "point the model URI at the directory that holds MLmodel (the logged model's root)",
+        )
+    models = models_inside(folder)
+    found = f"; a model inside it: {', '.join(models)}" if models else ""
+    fix = "point the model URI at the directory that holds MLmodel (the logged model's root)"
+    if uri and len(models) == 1 and not uri.startswith(("models:", "runs:")):
+        fix = f"point the model URI at the directory that holds MLmodel: {uri.rstrip('/')}/{models[0].rstrip('/')}"
+    return NotServableError(f"no MLmodel file in {where} ({listing(folder)}{found})", fix)

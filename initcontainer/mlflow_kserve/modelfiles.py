@@ -152,6 +152,47 @@ def _check_link(base: Path, link: Path) -> None:
         raise NotServableError(f"{rel} is a symbolic link to a directory that contains it (a loop)", _LINK_FIX)
 
 
+def listing(folder: Path, limit: int = 8) -> str:
+    """What ``folder`` holds, for a message: "found: a/, b.pkl" (folders end in '/'), at most ``limit`` names."""
+    if not folder.exists():
+        return "nothing there"
+    names = sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in folder.iterdir())
+    if not names:
+        return "found: an empty directory"
+    return "found: " + ", ".join(names[:limit]) + (" …" if len(names) > limit else "")
+
+
+def models_inside(root: Path, max_depth: int = 3, limit: int = 3, budget: int = 5000) -> list[str]:
+    """The folders under ``root`` holding an MLmodel, shallowest first ("iris-model/"), for a message that points
+    at the model a user meant. Breadth-first, at most ``max_depth`` levels, never through a link, never into a
+    model found (its own folders are artifacts), at most ``budget`` entries looked at: a URI pointing at a big
+    tree costs milliseconds, not a walk of it."""
+    found: list[str] = []
+    level = [root]
+    for _depth in range(max_depth):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                budget -= 1
+                if budget < 0:
+                    return found
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                if present(path, "MLmodel"):
+                    found.append(path.relative_to(root).as_posix() + "/")
+                    if len(found) >= limit:
+                        return found
+                else:
+                    below.append(path)
+        level = below
+    return found
+
+
 def quote(text: str) -> str:
     """``repr`` of a model's text for a message, cut to QUOTE_CHARS characters (a 200,000-character
     requirement is named, not printed)."""

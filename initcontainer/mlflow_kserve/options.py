@@ -90,6 +90,21 @@ env_dir = _option(
     type=click.Path(file_okay=False),
     help="Where the venv (<dir>/venv), the lock and report.json go.",
 )
+# check runs anywhere (a laptop, model CI): unless told where (the pod's env sets both), it works in a temporary
+# directory and leaves nothing behind.
+check_models_dir = _option(
+    "--models-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the model is fetched (<dir>/model). Default: a temporary directory, removed when the command ends.",
+)
+check_env_dir = _option(
+    "--env-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the lock (and, for build, the venv) goes. Default: a temporary directory, removed when the command "
+    "ends.",
+)
 cache_dir = _option(
     "--cache-dir",
     default=None,
@@ -296,11 +311,13 @@ INIT_OPTIONS = [
     *RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time, env_store,
     env_store_publish,
 ]  # fmt: skip
+# check and build (model CI) work in a temporary directory unless told where (the chart's Job sets both).
+_SCRATCH_DIRS = {models_dir: check_models_dir, env_dir: check_env_dir}
+CHECK_OPTIONS = [*(_SCRATCH_DIRS.get(o, o) for o in RESOLVE_OPTIONS), json_output]
 # build: init's options (so it computes the store key init computes) less what only a serving pod reads; it
 # publishes whenever it has a store.
 _SERVING_ONLY = (serve_from_cache, max_batch_size, max_batch_time, env_store_publish)
-BUILD_OPTIONS = [o for o in INIT_OPTIONS if o not in _SERVING_ONLY]
-CHECK_OPTIONS = [*RESOLVE_OPTIONS, json_output]
+BUILD_OPTIONS = [_SCRATCH_DIRS.get(o, o) for o in INIT_OPTIONS if o not in _SERVING_ONLY]
 PIN_OPTIONS = [model_uri, resolve_json, log_format, log_level]
 # storage-initializer takes KServe's positional [storageUri, dest] instead of --model-uri, --models-dir, --env-dir.
 STORAGE_INITIALIZER_OPTIONS = [

@@ -1,5 +1,5 @@
-"""DESIGN.md's steps wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six; ``build`` runs
-them and publishes the environment to the store.
+"""The six steps (docs/architecture.md) wired together: ``check`` runs fetch → plan → lock; ``init`` runs all six;
+``build`` runs them and publishes the environment to the store.
 
 Each step is a module with one job; this one only orders them, times them, and keeps the invariant that
 nothing looks ready before everything is: stale outputs are removed first and report.json is written last.
@@ -26,7 +26,13 @@ from packaging.utils import canonicalize_name
 
 from mlflow_kserve import __version__
 from mlflow_kserve.backends import Chosen, choose
-from mlflow_kserve.configure import model_settings, write_json, write_server_package
+from mlflow_kserve.configure import (
+    MLSERVER_LOG_CONFIG,
+    MLSERVER_LOGGING,
+    model_settings,
+    write_json,
+    write_server_package,
+)
 from mlflow_kserve.env_store import EnvStore, Manifest, Restored, StoreFault, StoreKey, store_key, unkeyable
 from mlflow_kserve.env_store.trail import StoreTrail
 from mlflow_kserve.envdir import RUN, build_dir, clear_leftovers, scratch_dir
@@ -133,6 +139,8 @@ def _run(settings: Settings, *, building: bool) -> dict[str, Any]:
                 settings.name, settings.model_dir, settings.models_dir,
                 max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
             ))  # fmt: skip
+            if prepared.chosen.backend == "mlserver":
+                write_json(settings.env_dir / MLSERVER_LOGGING, MLSERVER_LOG_CONFIG)
         timings["total"] = round(time.monotonic() - started, 3)
         report = _report(prepared, source, trail, timings)
     if store and trail and trail.key and source != "store" and (building or settings.env_store_publish):
@@ -511,7 +519,13 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
 
 def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
-    for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
+    outputs = (
+        settings.report_file,
+        settings.model_settings_file,
+        settings.lock_file,
+        settings.env_dir / MLSERVER_LOGGING,
+    )
+    for path in outputs:
         path.unlink(missing_ok=True)
     discard(settings.server_lib)
     settings.env_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The dependency policy (DESIGN.md): requirement lines are data from the model's author, not commands.
+"""The dependency policy (docs/dependencies.md): requirement lines are data from the model's author, not commands.
 
 Index options (a line of their own, or after a requirement: pip applies both to the whole install), -e,
 VCS / URL / local-path requirements and includes outside the model directory are rejected (exit 5) unless the

@@ -7,6 +7,7 @@ up with MlflowClient against MLFLOW_TRACKING_URI (and MLFLOW_REGISTRY_URI), as t
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -44,6 +45,21 @@ def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:")
 
 
+def require_tracking_server(
+    uri: str, variables: tuple[str, ...] = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+) -> None:
+    """ConfigError (2) when ``uri`` needs an MLflow server and none is named: without MLFLOW_TRACKING_URI, MLflow
+    3 falls back to a SQLite file it creates in the current directory (mlflow.db), looks the model up in that
+    empty database and reports it missing, which points the user the wrong way and leaves a file behind."""
+    if any(os.environ.get(name, "").strip() for name in variables):
+        return
+    raise ConfigError(
+        f"{redact(uri)} is looked up on an MLflow tracking server, and MLFLOW_TRACKING_URI is not set",
+        "set MLFLOW_TRACKING_URI to your MLflow server, e.g. MLFLOW_TRACKING_URI=https://mlflow.corp.example "
+        "(chart: mlflow.trackingUri)",
+    )
+
+
 def pin(uri: str, retries: int = 0, backoff: float = BACKOFF, max_backoff: float = MAX_BACKOFF) -> Pinned:
     """Look up the version ``uri`` names now. A bad URI raises ConfigError (2); a model, version or alias the
     registry does not have, or a registry that cannot be reached, FetchError (3). A transient error (no answer,
@@ -54,6 +70,7 @@ def pin(uri: str, retries: int = 0, backoff: float = BACKOFF, max_backoff: float
             f"not a model registry URI: {redact(uri)!r}",
             "use models:/<name>/<version> or models:/<name>@<alias> (a registry on another host: MLFLOW_TRACKING_URI)",
         )
+    require_tracking_server(uri)
     name, ref, alias = match.group("name"), match.group("ref"), match.group("alias")
     attempt = 0
     while True:
@@ -120,7 +137,8 @@ def _error(uri: str, exc: BaseException, attempts: int = 1) -> FetchError:
     if kind == "not-found":
         return FetchError(
             f"{redact(uri)} is not in the registry ({cause})",
-            "check the model name and alias/version (mlflow models list, the registry UI) and MLFLOW_TRACKING_URI",
+            "check the model's name and its alias or version in the registry (the MLflow UI's Models page) and "
+            "MLFLOW_TRACKING_URI",
         )
     if kind == "denied":
         return FetchError(f"access denied looking up {redact(uri)} ({cause})", "check MLFLOW_TRACKING_TOKEN")

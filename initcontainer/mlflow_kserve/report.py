@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from mlflow_kserve.pipeline import Prepared
 
 
-def plan_dict(result: Prepared) -> dict[str, Any]:
+def plan_dict(result: Prepared, lock_kept: bool = True) -> dict[str, Any]:
+    """``lock_kept``: False when check ran in a temporary env dir, whose lock file is gone once it prints."""
     plan, settings, stack = result.plan, result.settings, result.chosen.stack
     return {
         "model_uri": redact(settings.model_uri),
@@ -36,7 +37,7 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
         "slim": result.slim,
         "index": result.request.index.describe(),
         "warnings": list(plan.warnings),
-        "lock_file": str(settings.lock_file),
+        "lock_file": str(settings.lock_file) if lock_kept else None,
         "resolution": resolution_dict(result),
         "packages": result.lock.packages,
     }
@@ -58,12 +59,12 @@ def resolution_dict(result: Prepared) -> dict[str, Any]:
     return {**plan.resolution.to_dict(), "exempt": {name: who.get(name, "added") for name in result.request.exempt}}
 
 
-def plan_json(result: Prepared) -> str:
-    return json.dumps(plan_dict(result), indent=2)
+def plan_json(result: Prepared, lock_kept: bool = True) -> str:
+    return json.dumps(plan_dict(result, lock_kept), indent=2)
 
 
-def plan_table(result: Prepared) -> str:
-    data = plan_dict(result)
+def plan_table(result: Prepared, lock_kept: bool = True) -> str:
+    data = plan_dict(result, lock_kept)
     python, backend, stack = data["python"], data["backend"], data["serving_stack"]
     constraints = [f"constraint {c}" for c in data["constraints"]]
     rows = [
@@ -79,7 +80,7 @@ def plan_table(result: Prepared) -> str:
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),
         ("index", data["index"]),
         ("resolution", result.plan.resolution.describe()),
-        ("lock", data["lock_file"]),
+        ("lock", data["lock_file"] or "not kept (a temporary directory; --env-dir keeps it)"),
     ]  # fmt: skip
     exempt = data["resolution"]["exempt"]
     if exempt:

@@ -7,15 +7,22 @@ The venv is a link into the work dir's cache (``--serve-from-cache``, the defaul
 nothing), held in use while the server runs, as the server image does. MLServer runs inference in its own process
 (``MLSERVER_PARALLEL_WORKERS=0``, the chart's ``server.workers`` default) unless the environment sets it.
 
-A server that exits before the model is ready (MLServer exits 0 when the model fails to load) makes this runner
-exit 8. Ctrl-C / SIGTERM stop the server cleanly.
+A port another process listens on exits 2 naming its flag, before anything is fetched or installed (the ports the
+chosen backend binds are checked again once it is known). A server that exits before the model is ready (MLServer
+exits 0 when the model fails to load) makes this runner exit 8. Ctrl-C / SIGTERM (and SIGHUP: the terminal closed)
+stop the server once, and `run` exits 130 / 143 (129) as every command stopped by those signals does.
+
+MLServer is started on a folder named after the model (a link to the models dir): MLServer warns on every start
+when a model's name differs from its settings folder's name, and the models dir is always called "models".
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -26,15 +33,16 @@ from typing import Any
 
 from mlflow_kserve import pipeline
 from mlflow_kserve.cache import serving
-from mlflow_kserve.configure import SERVER_PACKAGE
+from mlflow_kserve.configure import MLSERVER_LOGGING, SERVER_PACKAGE
 from mlflow_kserve.envdir import claim
-from mlflow_kserve.errors import VerifyError
+from mlflow_kserve.errors import ConfigError, VerifyError
 from mlflow_kserve.logs import get_logger
 from mlflow_kserve.serving_stack import LABELS
 from mlflow_kserve.settings import Settings
 
 READY_TIMEOUT = 600.0
 STOP_TIMEOUT = 30.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 log = get_logger()
 
 
@@ -44,6 +52,10 @@ def default_work_dir() -> Path:
 
 
 def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int, work_dir: str | None) -> int:
+    ports = {"--port": port, "--grpc-port": grpc_port, "--metrics-port": metrics_port}
+    # Before anything is fetched: the ports any backend binds, and MLServer's when it is asked for by name.
+    first = bound_ports("mlserver", {}) if options.get("backend") == "mlserver" else ["--port"]
+    check_ports({flag: ports[flag] for flag in first})
     work = Path(work_dir).absolute() if work_dir else default_work_dir()
     slot = work / "models" / hashlib.sha256(str(options.get("model_uri")).encode()).hexdigest()[:16]
     settings = Settings.from_options(
@@ -54,8 +66,52 @@ def run(options: dict[str, Any], *, port: int, grpc_port: int, metrics_port: int
     with claim(settings.env_dir):  # held while serving too: a second `run` of this model must not rebuild under it
         report = pipeline.init(settings)
         backend = report["backend"]["name"]
+        check_ports({flag: ports[flag] for flag in bound_ports(backend, report["packages"])})
         with serving(settings.venv_dir):
             return serve(settings, slot, backend, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
+
+
+def bound_ports(backend: str, packages: dict[str, str]) -> list[str]:
+    """The port flags ``backend``'s server listens on: MLServer all three; the mlflow backend V2 REST, and
+    metrics when the venv has prometheus_client (nothing adds it)."""
+    if backend == "mlserver":
+        return ["--port", "--grpc-port", "--metrics-port"]
+    return ["--port", "--metrics-port"] if "prometheus-client" in packages else ["--port"]
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    """ConfigError (2) naming the flag of a port given twice, or one this user cannot listen on at 127.0.0.1
+    (another process listens there, or a port below 1024 without the privilege). Bound the way the servers bind
+    (SO_REUSEADDR, as uvicorn and gRPC do), so a port left in TIME_WAIT by an earlier run counts as free."""
+    seen: dict[int, str] = {}
+    for flag, number in ports.items():
+        if number in seen:
+            raise ConfigError(f"{seen[number]} and {flag} are both {number}", f"give {flag} another port")
+        seen[number] = flag
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", number))
+            except OSError as exc:
+                busy = exc.errno == errno.EADDRINUSE
+                cause = "is already in use" if busy else f"cannot be listened on ({exc.strerror})"
+                raise ConfigError(
+                    f"port {number} ({flag}) {cause} on 127.0.0.1",
+                    f"{'stop what listens there, or ' if busy else ''}pass another port: {flag} <port>",
+                ) from exc
+
+
+def mlserver_root(models_dir: Path, run_dir: Path, name: str) -> Path:
+    """A folder named ``name`` that is the models dir (a link to it), for `mlserver start`: MLServer compares the
+    model's name with its settings folder's name and warns on every start when they differ
+    (mlserver/repository/load.py in MLServer 1.7.1); the relative model URI in model-settings.json resolves
+    through the link as before."""
+    root = run_dir / "by-name" / name
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if root.is_symlink() or root.exists():
+        root.unlink()
+    root.symlink_to(models_dir, target_is_directory=True)
+    return root
 
 
 def server_command(
@@ -69,7 +125,9 @@ def server_command(
         return cmd, {**os.environ, "PYTHONPATH": str(settings.server_lib)}
     metrics = run_dir / "metrics"
     metrics.mkdir(parents=True, exist_ok=True)
+    logging_config = settings.env_dir / MLSERVER_LOGGING
     env = {
+        **({"MLSERVER_LOGGING_SETTINGS": str(logging_config)} if logging_config.is_file() else {}),
         **os.environ,
         "MLSERVER_HOST": "127.0.0.1",
         "MLSERVER_HTTP_PORT": str(port),
@@ -78,7 +136,8 @@ def server_command(
         "MLSERVER_METRICS_DIR": str(metrics),
         "MLSERVER_PARALLEL_WORKERS": os.environ.get("MLSERVER_PARALLEL_WORKERS", "0"),
     }
-    return [str(settings.venv_dir / "bin" / "mlserver"), "start", str(settings.models_dir)], env
+    root = mlserver_root(settings.models_dir, run_dir, settings.name)
+    return [str(settings.venv_dir / "bin" / "mlserver"), "start", str(root)], env
 
 
 def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_port: int, metrics_port: int) -> int:
@@ -86,22 +145,36 @@ def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_po
     cmd, env = server_command(settings, backend, run_dir, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
     server = LABELS[backend]
     log.info("starting %s on http://127.0.0.1:%d", server, port, extra={"step": "serve", "backend": backend})
-    proc = subprocess.Popen(cmd, cwd=run_dir, env=env)
     stopping = threading.Event()
+    received: list[int] = []
+    started_procs: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if stopping.is_set():
+            return  # told once already (a wrapper such as `make demo` may forward the same Ctrl-C)
         stopping.set()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for proc in started_procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Installed before the server starts, so no signal finds it unprotected. The server runs in a session of its
+    # own: Ctrl-C in a terminal reaches run alone, which stops the server once. (Reached by both, MLServer ran its
+    # stop twice; a closed terminal, SIGHUP, no longer reaches the server, so run stops it then too.)
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, start_new_session=True)
+        started_procs.append(proc)
+        if stopping.is_set():
+            proc.send_signal(signal.SIGTERM)
         ready_url = f"http://127.0.0.1:{port}/v2/models/{settings.name}/ready"
         started = time.monotonic()
         if _wait_ready(proc, ready_url, stopping):
+            grpc = f", gRPC on 127.0.0.1:{grpc_port}" if backend == "mlserver" else ""
             log.info(
-                "ready in %.1fs: POST http://127.0.0.1:%d/v2/models/%s/infer (Ctrl-C stops)",
-                time.monotonic() - started, port, settings.name, extra={"step": "serve"},
+                "ready in %.1fs: POST http://127.0.0.1:%d/v2/models/%s/infer%s (Ctrl-C stops)",
+                time.monotonic() - started, port, settings.name, grpc, extra={"step": "serve"},
             )  # fmt: skip
         elif not stopping.is_set():
             code = proc.wait()
@@ -112,14 +185,16 @@ def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_po
         while proc.poll() is None:
             time.sleep(0.2)
         if stopping.is_set():
-            log.info("stopped", extra={"step": "serve"})
-            return 0
+            signum = received[0]
+            log.info("stopped by %s", signal.Signals(signum).name, extra={"step": "serve"})
+            return 128 + signum  # 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, like the other commands
         log.error("%s exited unexpectedly (code %s)", server, proc.returncode)
         return proc.returncode or 1
     finally:
+        if proc is not None:
+            _stop(proc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _stop(proc)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, stopping: threading.Event) -> bool:
@@ -136,11 +211,16 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, stopping: threading.Eve
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then after STOP_TIMEOUT SIGKILL to the server's whole session (its process group: MLServer's
+    inference workers with it)."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mlflow_kserve import procs
 from mlflow_kserve.errors import VerifyError
+from mlflow_kserve.logs import get_logger
 
 # mlflow first: the stack process reaches it last (through mlserver_mlflow), when its bytecode exists.
 _LOAD = """
@@ -52,6 +53,10 @@ def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | N
     """Raise VerifyError with the last line of the error when the model or the backend's server does not
     load. ``server_lib``: the folder holding mlflow_kserve_server (the mlflow backend)."""
     python = venv / "bin" / "python"
+    get_logger().info(
+        "loading the model once with its venv's Python, beside an import of %s", _STACK_NAMES[backend],
+        extra={"step": "verify"},
+    )  # fmt: skip
     stack_env = {**_WRITE_BYTECODE, "PYTHONPATH": str(server_lib)} if server_lib else _WRITE_BYTECODE
     with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd, ThreadPoolExecutor(2) as pool:
         load = pool.submit(procs.run, [python, "-c", _LOAD, model_dir], cwd=Path(cwd), env=_WRITE_BYTECODE,
@@ -61,7 +66,7 @@ def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | N
     if loaded.returncode != 0:
         raise VerifyError(
             f"the model failed to load with its own dependencies: {_last(loaded)}",
-            "fix the model (or its requirements) and log it again; run `mlflow-kserve run` locally to debug",
+            "fix the model (or its requirements) and log it again; --log-level debug prints the whole load output",
         )
     if imported.returncode != 0:
         raise VerifyError(
