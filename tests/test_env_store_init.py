@@ -137,10 +137,13 @@ def _one_store_line(log: str) -> str:
 
 
 def _seeded_cache(shared_cache: Path, dest: Path) -> Path:
-    """A cache with the shared cache's resolutions (copied) and uv downloads (hard-linked), and no environment."""
+    """A cache with the shared cache's resolutions (copied) and uv downloads, and no environment. The test session
+    gives every uv one download cache (UV_CACHE_DIR, tests/conftest.py), which the build uses as an operator's;
+    without it, the product keeps uv's downloads inside the cache dir: hard-linked here."""
     dest.mkdir()
     shutil.copytree(shared_cache / "locks", dest / "locks")
-    subprocess.run(["cp", "-al", str(shared_cache / "uv"), str(dest / "uv")], check=True)
+    if "UV_CACHE_DIR" not in os.environ:
+        subprocess.run(["cp", "-al", str(shared_cache / "uv"), str(dest / "uv")], check=True)
     return dest
 
 
