@@ -11,9 +11,9 @@ it, where the machine has none); ``uv-project``, logged with ``uv run`` from a r
 old model: logged on 2024-02-15 with loose requirements by a builder installed as of that day
 (``uv pip install --exclude-newer``, BUILDER_AS_OF); ``asof-probe``, a PythonModel requiring a package of the
 tests' own local index (test_asof.py). ``build_uv_locked()`` logs pyfunc models from one uv project, which carry
-its uv.lock: ``uv-lock`` (protobuf<7, fastapi<0.116, uvicorn<0.29), ``uv-lock-protobuf7`` (the same project after ``uv add
-protobuf==7.36.2``) and ``pylock`` (``uv-lock`` with the project's ``uv export --format pylock.toml`` instead of its
-uv files)."""
+its uv.lock: ``uv-lock`` (protobuf<7, fastapi<0.116, uvicorn<0.29), ``uv-lock-protobuf7`` (the same project after
+``uv add protobuf==7.36.2``) and ``pylock`` (``uv-lock`` with the project's ``uv export --format pylock.toml``
+instead of its uv files)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ ON_DEMAND: dict[str, Spec] = {
     "asof-probe": Spec("mlflow3", "probe"),
 }
 # `uv add` in the project build_uv_locked logs from, bounded where our MLServer rows need it (protobuf<7,
-# fastapi<0.116, uvicorn<0.29: MLflow 3.17 alone locks newer ones), so both backends serve its lock; then protobuf==7.36.2
+# fastapi<0.116, uvicorn<0.29: MLflow 3.17 alone locks newer ones), so both backends serve its lock; then
+# protobuf==7.36.2
 UV_LOCKED_ADDS = ("mlflow==3.17.2", "scikit-learn==1.9.1", "protobuf<7", "fastapi<0.116", "uvicorn<0.29")
 
 
@@ -185,9 +186,9 @@ def _log_from_uv_project(project: Path, args: list[Path | str]) -> None:
 
 def build_uv_locked() -> dict[str, BuiltModel]:
     """Pyfunc models logged from one uv project with MLflow 3.17 (uv.lock, pyproject.toml and .python-version
-    among their files): ``uv-lock`` (protobuf<7, fastapi<0.116, uvicorn<0.29: both backends serve it), ``uv-lock-protobuf7``
-    (after ``uv add protobuf==7.36.2``, which MLServer refuses), and ``pylock`` (``uv-lock`` carrying the project's
-    PEP 751 export instead of its uv files)."""
+    among their files): ``uv-lock`` (protobuf<7, fastapi<0.116, uvicorn<0.29: both backends serve it),
+    ``uv-lock-protobuf7`` (after ``uv add protobuf==7.36.2``, which MLServer refuses), and ``pylock`` (``uv-lock``
+    carrying the project's PEP 751 export instead of its uv files)."""
     home = CACHE / "test-models" / f"uv-locked-{_digest((BUILD_SCRIPT.read_text(), *UV_LOCKED_ADDS))}"
     names = ("uv-lock", "uv-lock-protobuf7", "pylock")
     with FileLock(str(home) + ".lock"):
