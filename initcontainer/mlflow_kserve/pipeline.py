@@ -197,7 +197,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
             installer.install(path, settings.lock_file, index)
         with step("verify", timings):
             if settings.verify:
-                verify_model(path, settings.model_dir, backend, server_lib)
+                verify_model(path, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             else:
                 compile_bytecode(path)
 
@@ -230,7 +230,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
         else:
             if hit:
                 with step("verify", timings):
-                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
+                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             cache.mark_verified(key, digest)
     return hit
 
@@ -304,7 +304,8 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
             "requested": settings.backend,
             "reason": prepared.chosen.reason,
         },
-        "serving_stack": list(prepared.chosen.stack.requirements),
+        "serving_stack": list(plan.added(prepared.chosen.stack)),
+        "grpc": plan.grpc or prepared.chosen.backend == "mlserver",
         "installer": settings.installer,
         "slim": prepared.slim,
         "index": prepared.request.index.describe(),

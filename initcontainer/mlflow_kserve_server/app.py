@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlflow_kserve_server.model import ServedModel
-from mlflow_kserve_server.v2 import Observer, V2Routes
+from mlflow_kserve_server.dataplane import DataPlane
+from mlflow_kserve_server.rest import Observer, RestRoutes
 
 
-def build_app(served: ServedModel, max_request_bytes: int, observe: Observer | None = None) -> Any:
+def build_app(plane: DataPlane, max_request_bytes: int, observe: Observer | None = None) -> Any:
     from mlflow.pyfunc import scoring_server
 
-    app = scoring_server.init(served.pyfunc)
-    app.router.routes.extend(V2Routes(served, max_request_bytes, observe).routes())
+    app = scoring_server.init(plane.served.pyfunc)
+    app.router.routes.extend(RestRoutes(plane, max_request_bytes, observe).routes())
     return app
