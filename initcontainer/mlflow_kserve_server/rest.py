@@ -2,8 +2,8 @@
 ``/invocations``, ``/ping``, ``/health`` and ``/version``: a thin translation from HTTP to the data plane and
 back (paths as KServe's ``protocol/rest/v2_endpoints.py`` registers them; bodies by rest_codec.py).
 
-Every failure is ``{"error": "<one line>"}`` with its status (400 the request's fault, 404 an unknown model, 413
-too big, 415 an unknown Content-Encoding, 500 the model's fault), the form tritonclient and the KServe SDK read;
+Every failure is ``{"error": "<one line>"}`` with its status (400 the request's fault, 404 an unknown model or
+route, 405 a wrong method, 413 too big, 415 an unknown Content-Encoding, 500 the model's fault), the form tritonclient and the KServe SDK read;
 no traceback, server path or request header ever goes into a body (the log has the traceback). The connection
 stays usable after every error, except a body refused unread for its size, answered with ``Connection: close``."""
 
@@ -29,6 +29,19 @@ log = logging.getLogger("mlflow_kserve_server")
 Observer = Callable[[str, int, float], None]  # (protocol, status, seconds) of each inference, for metrics
 
 
+class V2Route(Route):
+    """A route whose wrong method is answered in the V2 error form too (Starlette's own 405 is plain text)."""
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = ", ".join(sorted(self.methods - {"HEAD"}))
+            message = f"{scope['method']} is not allowed on {scope['path']}; use {allowed}"
+            response = _json({"error": message}, 405, {"allow": allowed})
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
 class Unread(V2Error):
     """A body refused before it was read whole: the connection cannot carry another request."""
 
@@ -43,15 +56,15 @@ class RestRoutes:
         model, versioned = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
         infer = _observed(self.infer, self.observe)
         return [
-            Route("/v2/health/live", _safe(self.live), methods=["GET"]),
-            Route("/v2/health/ready", _safe(self.ready), methods=["GET"]),
-            Route("/v2", _safe(self.server_metadata), methods=["GET"]),
-            Route(model, _safe(self.model_metadata), methods=["GET"]),
-            Route(versioned, _safe(self.model_metadata), methods=["GET"]),
-            Route(f"{model}/ready", _safe(self.model_ready), methods=["GET"]),
-            Route(f"{versioned}/ready", _safe(self.model_ready), methods=["GET"]),
-            Route(f"{model}/infer", infer, methods=["POST"]),
-            Route(f"{versioned}/infer", infer, methods=["POST"]),
+            V2Route("/v2/health/live", _safe(self.live), methods=["GET"]),
+            V2Route("/v2/health/ready", _safe(self.ready), methods=["GET"]),
+            V2Route("/v2", _safe(self.server_metadata), methods=["GET"]),
+            V2Route(model, _safe(self.model_metadata), methods=["GET"]),
+            V2Route(versioned, _safe(self.model_metadata), methods=["GET"]),
+            V2Route(f"{model}/ready", _safe(self.model_ready), methods=["GET"]),
+            V2Route(f"{versioned}/ready", _safe(self.model_ready), methods=["GET"]),
+            V2Route(f"{model}/infer", infer, methods=["POST"]),
+            V2Route(f"{versioned}/infer", infer, methods=["POST"]),
         ]
 
     async def live(self, request: Request) -> Response:
