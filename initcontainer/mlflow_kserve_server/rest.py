@@ -3,9 +3,10 @@
 back (paths as KServe's ``protocol/rest/v2_endpoints.py`` registers them; bodies by rest_codec.py).
 
 Every failure is ``{"error": "<one line>"}`` with its status (400 the request's fault, 404 an unknown model or
-route, 405 a wrong method, 413 too big, 415 an unknown Content-Encoding, 500 the model's fault), the form tritonclient and the KServe SDK read;
-no traceback, server path or request header ever goes into a body (the log has the traceback). The connection
-stays usable after every error, except a body refused unread for its size, answered with ``Connection: close``."""
+route, 405 a wrong method, 413 too big, 415 an unknown Content-Encoding, 500 the model's fault), the form
+tritonclient and the KServe SDK read; no traceback, server path or request header ever goes into a body (the log
+has the traceback). The connection stays usable after every error, except a body refused unread for its size,
+answered with ``Connection: close``."""
 
 from __future__ import annotations
 
