@@ -375,3 +375,22 @@ def test_a_restarted_worker_keeps_its_predecessors_counts() -> None:
     snapshots.attach(1, worker(new))  # worker 1 died and was restarted
     new.observe_request("rest", 200, 0.01)
     assert snapshots.collect()["inference_requests_total"][("iris", "rest", "200")] == [3.0]
+
+
+def test_bytes_inputs_from_binary_data_decode_as_text_or_as_they_are() -> None:
+    """The binary extension and gRPC carry BYTES as bytes: text for ``str`` and columns, as they are for
+    ``base64`` (base64 is only JSON's way to carry bytes), a 400 when text is needed and they are not UTF-8."""
+    from mlflow_kserve_server.decode import decode
+    from mlflow_kserve_server.signature import read_signature
+
+    texts = np.array(["é".encode(), b"b"], dtype=object)
+    body, header = binary_body([("t", "BYTES", texts)], parameters={"content_type": "str"})
+    assert decode(decode_request(body, header), read_signature(None)) == ["é", "b"]
+    blob = np.array([b"\xff\x00", b"aGk="], dtype=object)
+    tail = to_raw(blob, "BYTES")
+    head = json.dumps({"inputs": [{"name": "b", "shape": [2], "datatype": "BYTES", "parameters": {
+        "content_type": "base64", "binary_data_size": len(tail)}}]}).encode()  # fmt: skip
+    assert decode(decode_request(head + tail, str(len(head))), read_signature(None)) == [b"\xff\x00", b"aGk="]
+    body, header = binary_body([("t", "BYTES", np.array([b"\xff"], dtype=object))])
+    with pytest.raises(V2Error, match="input 't': BYTES elements are not UTF-8 text"):
+        decode(decode_request(body, header), read_signature(None))
