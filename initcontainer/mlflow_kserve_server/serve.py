@@ -168,6 +168,9 @@ def _worker(settings: Settings, model_settings: ModelSettings, sock: Any, pipe: 
     except StartError as exc:
         print(f"mlflow-kserve-server: error: {exc}", file=sys.stderr, flush=True)
         code = exc.exit_code
+    except OSError as exc:  # e.g. the gRPC port is taken
+        print(f"mlflow-kserve-server: error: {exc}", file=sys.stderr, flush=True)
+        code = EXIT_CONFIG
     sys.exit(code)
 
 
