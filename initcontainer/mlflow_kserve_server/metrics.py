@@ -4,8 +4,10 @@ exposition format (version 0.0.4) on their own port.
 Families (``model_name`` is the served model's name, as KServe labels its own):
 
 - ``request_predict_seconds{model_name}``: histogram of the time in the model's ``predict``. KServe's model server
-  documents this name for the same thing (``python/kserve/kserve/metrics.py``: ``PREDICT_HIST_TIME =
-  Histogram("request_predict_seconds", "predict request latency", ["model_name"])``), so its dashboards read it.
+  documents this name for the same thing (kserve.github.io/website ``modelserving/observability/
+  prometheus_metrics``, "request_predict_seconds: prediction request latency, Histogram"; the code:
+  ``python/kserve/kserve/metrics.py`` ``Histogram("request_predict_seconds", "predict request latency",
+  ["model_name"])``), so its dashboards read it.
 - ``inference_requests_total{model_name,protocol,status}``: V2 infer requests by protocol (rest, grpc) and status
   (the HTTP status code; gRPC answers counted by the HTTP status they correspond to: 200, 400, 404, 413, 500).
 - ``inference_request_duration_seconds{model_name,protocol,status}``: histogram of each whole infer request
