@@ -1,7 +1,7 @@
 """Serving speed of both backends on the same model, in one run (not a test): closed-loop V2 load at a given
 concurrency (each client sends its next request as soon as its answer arrives, on one keep-alive connection),
-large bodies, and the bare predict floor. Backends alternate per measurement, so drift on a shared machine hits
-each alike; only the ratios within one run mean anything.
+large bodies, and the bare predict floor. Backends alternate in rounds within each measurement, so drift on a
+shared machine hits each alike; only the ratios within one run mean anything.
 
     .venv/bin/python benchmarks/speed.py [--model DIR] [--seconds 20] [--concurrency 16 64] [--large-mb 5.8 20]
 
@@ -172,7 +172,8 @@ print(n / (time.perf_counter() - t))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="an MLflow model with a column signature (default: wine)")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="of load per backend and concurrency")
+    parser.add_argument("--rounds", type=int, default=4, help="the seconds split into alternating rounds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--large-mb", type=float, nargs="+", default=[5.8, 20.0])
     parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver"])
@@ -195,17 +196,25 @@ def main() -> None:
     try:
         for backend in args.backends:
             asyncio.run(closed_loop(PORTS[backend], one_row, 4, 2.0))  # warm-up
-        for concurrency in args.concurrency:
+        loads = [(f"json c={c}", one_row, c) for c in args.concurrency]
+        loads.append((f"binary c={args.concurrency[0]}", binary_row, args.concurrency[0]))
+        for label, raw, concurrency in loads:
+            pooled: dict[str, list[float]] = {b: [] for b in args.backends}
+            for _ in range(args.rounds):  # alternating: the machine's drift hits each backend alike
+                for backend in args.backends:
+                    seconds = args.seconds / args.rounds
+                    pooled[backend] += asyncio.run(closed_loop(PORTS[backend], raw, concurrency, seconds))
             for backend in args.backends:
-                lat = asyncio.run(closed_loop(PORTS[backend], one_row, concurrency, args.seconds))
-                results[backend][f"json c={concurrency}"] = summary(lat, args.seconds)
-        for backend in args.backends:
-            lat = asyncio.run(closed_loop(PORTS[backend], binary_row, args.concurrency[0], args.seconds))
-            results[backend][f"binary c={args.concurrency[0]}"] = summary(lat, args.seconds)
+                results[backend][label] = summary(pooled[backend], args.seconds)
         for megabytes in args.large_mb:
             raw = http_request(request_body(names, int(megabytes * 1e6 / per_row)))
+            times: dict[str, list[float]] = {b: [] for b in args.backends}
+            for _ in range(5):
+                for backend in args.backends:
+                    times[backend].append(sequential(PORTS[backend], raw, 1)["median s"])
             for backend in args.backends:
-                results[backend][f"{megabytes} MB"] = sequential(PORTS[backend], raw, 5)
+                results[backend][f"{megabytes} MB"] = {"median s": statistics.median(times[backend]),
+                                                       "max s": max(times[backend])}  # fmt: skip
         for backend in args.backends:
             results[backend]["RSS MB"] = round(servers[backend].server_rss(own=True) / 1e6)
     finally:

@@ -77,8 +77,11 @@ def test_the_313_model_on_311_exits_6_giving_both_reasons(env: dict[str, str], t
     proc = _check_313_model(require_python("3.11"), env, tmp_path, "--json")
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
-    assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message
-    assert "MLflow's scoring server: the model's own requirements cannot be resolved (uv): " in message
+    assert (
+        "no serving backend fits this model: MLflow's scoring server: the model's own requirements cannot be "
+        "resolved (uv): " in message
+    )
+    assert "; MLServer: the model's requirements conflict with MLServer's" in message
     assert "numpy" in message and not proc.stdout.strip(), "no plan printed"
 
 

@@ -411,6 +411,6 @@ mlflow-kserve.validate: rules the JSON schema cannot express; each message names
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
 {{- end }}
 {{- if and .Values.server.grpc.enabled (eq .Values.deploymentMode "Serverless") }}
-{{- fail "server.grpc.enabled needs deploymentMode=RawDeployment: Knative routes a single port per container, and this chart's is REST's (8080); use RawDeployment for gRPC, or REST in Serverless" }}
+{{- fail "server.grpc.enabled needs deploymentMode=RawDeployment: Knative routes a single port per container (no Knative flag allows a second), and this chart's is REST's (8080); use RawDeployment for gRPC, or REST in Serverless" }}
 {{- end }}
 {{- end }}
