@@ -53,7 +53,7 @@ def test_run_serves_on_each_python(
     assert facts["backend"]["name"] == backend
     if backend == "mlflow":
         assert facts["backend"]["reason"].startswith(f"auto: MLflow {model.expected['mlflow']} has the FastAPI")
-        assert facts["serving_stack"] == [] and "mlserver" not in facts["packages"]
+        assert facts["serving_stack"] == ["orjson"] and "mlserver" not in facts["packages"]
     else:
         assert facts["packages"]["mlserver"] == "1.7.1"
 
@@ -89,5 +89,5 @@ def test_check_on_313_plans_the_mlflow_backend(env: dict[str, str], tmp_path: Pa
     proc = _check_313_model(require_python("3.13"), env, tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert plan["backend"]["name"] == "mlflow" and plan["serving_stack"]["requirements"] == []
+    assert plan["backend"]["name"] == "mlflow" and plan["serving_stack"]["requirements"] == ["orjson"]
     assert plan["packages"]["numpy"] == "2.5.5"

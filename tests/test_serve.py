@@ -1,7 +1,7 @@
 """`mlflow-kserve run` serves every real model through auto, fetched from S3 and from the registry, and a V2 request
 returns exactly what the model's own `pyfunc.load_model(...).predict` returned where it was logged: models of MLflow
->= 2.21 by the mlflow backend (the model's own packages, every pin unchanged, nothing added), older ones by MLServer
-1.6.1."""
+>= 2.21 by the mlflow backend (the model's own packages, every pin unchanged, nothing added but the optional
+orjson), older ones by MLServer 1.6.1."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def test_run_serves_the_model_like_local_predict(
     backend, stack, mlflow_version = SERVED_MODELS[name]
     assert facts["backend"]["name"] == backend and facts["backend"]["requested"] == "auto"
     if backend == "mlflow":
-        assert facts["serving_stack"] == [] and not {"mlserver", "mlserver-mlflow"} & set(facts["packages"])
+        assert facts["serving_stack"] == ["orjson"] and not {"mlserver", "mlserver-mlflow"} & set(facts["packages"])
+        assert facts["optional"] == {"added": ["orjson"], "left_out": None}, "the optional orjson resolves"
         pins = model_pins(model.path)
         assert {n: facts["packages"][n] for n in pins} == pins, "every pin of the model, unchanged"
         if mlflow_version < "3.11":  # its scoring server uses app.route, gone in Starlette 1.0

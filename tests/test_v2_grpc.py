@@ -213,7 +213,7 @@ def test_a_real_model_over_grpc_on_protobuf_3_20(
 
 
 @pytest.mark.e2e
-def test_run_grpc_serves_the_uv_project_model_pinning_protobuf_7_adding_only_grpcio(
+def test_run_grpc_serves_the_uv_project_model_pinning_protobuf_7_adding_grpcio(
     env: dict[str, str], shared_cache: Path, tmp_path: Path
 ) -> None:
     model = build("uv-project")
@@ -230,7 +230,7 @@ def test_run_grpc_serves_the_uv_project_model_pinning_protobuf_7_adding_only_grp
     assert as_rest(answer) == rest["outputs"]
     assert rest["outputs"][0]["data"] == pytest.approx(model.expected["output"])
     assert facts["backend"]["name"] == "mlflow" and facts["grpc"] is True
-    assert facts["serving_stack"] == ["grpcio"], "the plan adds grpcio and nothing else"
+    assert facts["serving_stack"] == ["grpcio", "orjson"], "grpcio, and the optional orjson it always tries"
     pins = model_pins(model.path)
     assert facts["packages"]["protobuf"] == pins["protobuf"] and pins["protobuf"].startswith("7.")
-    assert set(facts["packages"]) - set(pins) == {"grpcio"}, "nothing else added"
+    assert set(facts["packages"]) - set(pins) == {"grpcio", "orjson"}, "nothing else added"

@@ -54,9 +54,9 @@ backend = _option(
     type=click.Choice(["auto", "mlserver", "mlflow"]),
     default="auto",
     show_default=True,
-    help="The server: mlflow (the model's own MLflow scoring server with the V2 routes; adds no package; MLflow >= "
-    "2.21), mlserver (MLServer + mlserver-mlflow added to the model's packages), or auto: mlflow whenever the "
-    "model's MLflow is 2.21 or newer, else MLServer.",
+    help="The server: mlflow (the model's own MLflow scoring server with the V2 routes; adds no required package, "
+    "orjson only where it resolves with the model's pins; MLflow >= 2.21), mlserver (MLServer + mlserver-mlflow "
+    "added to the model's packages), or auto: mlflow whenever the model's MLflow is 2.21 or newer, else MLServer.",
 )
 grpc = _option(
     "--grpc/--no-grpc",

@@ -34,10 +34,11 @@ class ServingStack:
     optional: tuple[str, ...] = ()  # added when they resolve with the model's pins, else left out (accelerators)
 
     def describe(self) -> str:
-        """One line for logs and tables: the packages added, or that there are none."""
+        """One line for logs and tables: the packages added, or that none is required."""
         if not self.requirements:
+            optional = f"; optional {', '.join(self.optional)}" if self.optional else ""
             bounds = f"; constraint {', '.join(self.constraints)}" if self.constraints else ""
-            return f"{LABELS[self.backend]} (adds no package{bounds})"
+            return f"{LABELS[self.backend]} (adds no required package{optional}{bounds})"
         return " ".join(self.requirements)
 
 

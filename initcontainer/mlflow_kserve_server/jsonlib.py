@@ -28,16 +28,15 @@ def loads(body: bytes | str) -> Any:
 
 
 def dumps(payload: Any) -> bytes:
-    """Compact JSON bytes. NumPy arrays (flat, as ``values`` returns them) are written as lists."""
+    """Compact JSON bytes."""
     if orjson is not None:
-        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_orjson_default)
+        return orjson.dumps(payload, default=_orjson_default)
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default).encode()
 
 
 def values(data: np.ndarray) -> Any:
-    """A flat numeric array as the ``data`` of a JSON tensor: NaN and infinities as null."""
-    if orjson is not None and data.dtype.kind in "biuf" and data.dtype.isnative and data.dtype.itemsize > 2:
-        return data  # orjson writes a native-endian array itself, non-finite floats as null
+    """A flat numeric array as the ``data`` of a JSON tensor: NaN and infinities as null. Always Python numbers
+    (never the array to orjson, which writes float32 by its own shortest form): the same JSON with either engine."""
     listed = data.tolist()
     if data.dtype.kind in "fc" and not np.isfinite(data).all():
         return [v if math.isfinite(v) else None for v in listed]
