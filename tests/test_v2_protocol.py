@@ -394,3 +394,20 @@ def test_bytes_inputs_from_binary_data_decode_as_text_or_as_they_are() -> None:
     body, header = binary_body([("t", "BYTES", np.array([b"\xff"], dtype=object))])
     with pytest.raises(V2Error, match="input 't': BYTES elements are not UTF-8 text"):
         decode(decode_request(body, header), read_signature(None))
+
+
+def test_inferences_run_on_the_event_loop_only_while_they_are_quick() -> None:
+    from mlflow_kserve_server.placement import COOL_DOWN, QUICK, SMALL, Placement
+
+    placement = Placement()
+    assert not placement.inline(100), "the first one goes to the inference thread, to be timed"
+    placement.took(QUICK / 2, 100)
+    assert placement.inline(100) and not placement.inline(SMALL + 1), "quick and small: on the loop"
+    placement.took(QUICK * 3, 100)
+    for _ in range(COOL_DOWN):
+        assert not placement.inline(100), "after a slow one: in the thread, timed there"
+        placement.took(QUICK / 2, 100)
+    assert placement.inline(100)
+    placement.took(5.0, SMALL + 1)
+    assert placement.inline(100), "a large body may take long: it says nothing about small ones"
+    placement.close()

@@ -10,20 +10,21 @@ answered with ``Connection: close``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlflow_kserve_server import compression
+from mlflow_kserve_server import compression, memory
 from mlflow_kserve_server.dataplane import DataPlane
 from mlflow_kserve_server.errors import V2Error
+from mlflow_kserve_server.placement import SMALL, Placement
 from mlflow_kserve_server.rest_codec import BINARY, HEADER_LENGTH, JSON, decode_request, encode_json, encode_response
 
 log = logging.getLogger("mlflow_kserve_server")
@@ -52,6 +53,7 @@ class RestRoutes:
         self.plane = plane
         self.max_request_bytes = max_request_bytes
         self.observe = observe
+        self.placement = Placement()
 
     def routes(self) -> list[Route]:
         model, versioned = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
@@ -90,9 +92,16 @@ class RestRoutes:
         body = await self._body(request)
         headers = request.headers
         respond_with = compression.accepted(headers.get("accept-encoding"))
-        content, json_length, encoding = await run_in_threadpool(
-            self._infer, body, headers.get("content-encoding"), headers.get(HEADER_LENGTH), respond_with
-        )
+        args = (body, headers.get("content-encoding"), headers.get(HEADER_LENGTH), respond_with)
+        if self.placement.inline(len(body)):
+            content, json_length, encoding = self._infer(*args)
+        else:
+            loop = asyncio.get_running_loop()
+            try:
+                content, json_length, encoding = await loop.run_in_executor(self.placement.executor, self._infer, *args)
+            finally:
+                if len(body) > SMALL:  # after its objects are freed: the next task of the inference thread
+                    loop.run_in_executor(self.placement.executor, memory.release)
         extra = {}
         if json_length is not None:
             extra[HEADER_LENGTH] = str(json_length)
@@ -103,11 +112,16 @@ class RestRoutes:
     def _infer(
         self, body: bytes, content_encoding: str | None, header_length: str | None, respond_with: str | None
     ) -> tuple[bytes, int | None, str | None]:
-        """Inflate, decode, infer, encode, compress: in one worker thread, so the event loop keeps answering."""
-        inflated = compression.decode_body(body, content_encoding, self.max_request_bytes)
-        infer_request = decode_request(inflated, header_length)
-        response = self.plane.infer(infer_request)
-        content, json_length = encode_response(response, infer_request)
+        """Inflate, decode, infer, encode, compress: on the event loop while inferences are quick, else in the
+        inference thread, so the loop keeps answering (placement.py)."""
+        started = time.perf_counter()
+        try:
+            inflated = compression.decode_body(body, content_encoding, self.max_request_bytes)
+            infer_request = decode_request(inflated, header_length)
+            response = self.plane.infer(infer_request)
+            content, json_length = encode_response(response, infer_request)
+        finally:
+            self.placement.took(time.perf_counter() - started, len(body))
         if respond_with:
             content = compression.encode_body(content, respond_with)
         return content, json_length, respond_with
