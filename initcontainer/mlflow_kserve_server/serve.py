@@ -20,7 +20,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from mlflow_kserve_server import metrics
+from mlflow_kserve_server import memory, metrics
 from mlflow_kserve_server.errors import EXIT_CONFIG, EXIT_LOAD, StartError, Stopped
 from mlflow_kserve_server.settings import ModelSettings, Settings, read_model_settings
 
@@ -30,6 +30,7 @@ MIN_MLFLOW = (2, 21)  # mlflow.pyfunc.scoring_server builds a FastAPI app from M
 
 def start(settings: Settings) -> int:
     """Run the server until it is stopped; the exit code (0: stopped by a signal)."""
+    memory.one_arena()
     check_mlflow()
     if settings.grpc:
         check_grpc()
@@ -159,6 +160,7 @@ def _worker(settings: Settings, model_settings: ModelSettings, sock: Any, pipe: 
     from mlflow_kserve_server.cli import setup_logging
 
     setup_logging(settings.log_level)
+    memory.one_arena()
     registry = None
     if pipe is not None:
         registry = metrics.Registry(model_settings.name)
