@@ -38,3 +38,14 @@ def test_optional_packages_that_conflict_are_left_out_saying_why(tmp_path: Path)
     assert locked.left_out.startswith("they do not resolve with the model's requirements (uv): ")
     assert "orjson" in locked.left_out
     assert locked.lock.packages["orjson"].startswith("2."), "the model's own pin stands"
+
+
+def test_a_conflict_that_is_not_the_optional_packages_is_raised_without_a_second_resolution(tmp_path: Path) -> None:
+    """The model's own pins conflict (MLflow 3.17 needs opentelemetry-proto >= 1.9): leaving orjson out would not
+    help, so the lock step raises at once (auto then tries MLServer)."""
+    import pytest
+    from mlflow_kserve.errors import ConflictError
+
+    with pytest.raises(ConflictError) as info:
+        _locked(tmp_path, "mlflow-skinny==3.17.2\nopentelemetry-proto<1.9", ("orjson>=3.10",))
+    assert "opentelemetry-proto" in info.value.detail and "orjson" not in info.value.detail

@@ -151,10 +151,19 @@ def _lock(settings: Settings, plan: Plan, interpreter: Interpreter, stack: Servi
             request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=stack.optional)
             return Locked(request, lock, cached, stack.optional)
         except ConflictError as exc:
+            if not _names_any(exc.detail, stack.optional):  # not theirs (e.g. a package the index lacks): the same
+                raise  # without them, so no second resolution
             left_out = f"they do not resolve with the model's requirements ({exc.installer}): {exc.detail}"
             log.warning("optional %s left out: %s", " ".join(stack.optional), left_out, extra={"step": "lock"})
     request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=())
     return Locked(request, lock, cached, (), left_out)
+
+
+def _names_any(detail: str, requirements: tuple[str, ...]) -> bool:
+    """The resolver's explanation names one of ``requirements``' packages (uv and pip name every package in the
+    chain of a conflict)."""
+    text = detail.lower().replace("_", "-")
+    return any(_name(r) in text for r in requirements)
 
 
 def _resolve(
