@@ -47,8 +47,9 @@ def test_index_answering_an_error(
         proc, dirs = _init_against(_with_credentials(index.url), models["sklearn-columns"].path, tmp_path, **FAST)
     assert_fails(proc, code, dirs, *words)
     # 4xx: asked once per project and lock, never retried; 5xx: the first try and UV_HTTP_RETRIES=1 retry, no more.
-    # A 404 is uv's "not found in the package registry", a failed resolution: auto then locks the mlflow backend
-    # too (one more request per project), as it would for a conflict with MLServer's pins.
+    # A 404 is uv's "not found in the package registry", a failed resolution: auto then locks MLServer's set too
+    # (one more request per project), as it would for any conflict of the mlflow backend's; not a third time
+    # without the optional orjson, which the resolver's explanation does not name.
     tries = {path: index.requests.count(path) for path in index.requests}
     assert max(tries.values()) == (2 if status >= 500 or status == 404 else 1), tries
 

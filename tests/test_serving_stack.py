@@ -84,13 +84,13 @@ def test_mlflow_no_mlserver_row_serves_exits_6_naming_supported_versions(version
 
 
 @pytest.mark.parametrize("version", ["2.21.0", "2.22.4", "3.0.0rc2", "3.17.2"])
-def test_the_mlflow_backend_serves_mlflow_from_2_21_and_adds_nothing(version: str) -> None:
+def test_the_mlflow_backend_serves_mlflow_from_2_21_and_requires_nothing(version: str) -> None:
     stack = select_stack("mlflow", version, "3.13.0")
-    assert stack.requirements == ()
+    assert stack.requirements == () and stack.optional == ("orjson",) and stack.grpc == ("grpcio",)
     assert stack.describe() == (
-        "MLflow's scoring server (adds no package)"
+        "MLflow's scoring server (adds no required package; optional orjson)"
         if version == "3.17.2"
-        else "MLflow's scoring server (adds no package; constraint starlette<1)"
+        else "MLflow's scoring server (adds no required package; optional orjson; constraint starlette<1)"
     )
 
 

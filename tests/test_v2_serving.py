@@ -1,7 +1,9 @@
-"""The mlflow backend serves every fixture model from the venv `mlflow-kserve init` builds for it, beside
-MLServer started from the same venv: the same V2 requests (raw JSON and tritonclient) get the local
-``predict`` result and exactly MLServer's ``outputs``. Models whose MLflow predates the FastAPI scoring server
-(2.21) and a model whose loader raises make the server exit non-zero with the reason."""
+"""The mlflow backend serves every fixture model from the venv `mlflow-kserve init --backend mlserver` builds for
+it, beside MLServer started from the same venv: the same V2 requests (raw JSON and tritonclient) get the local
+``predict`` result and MLServer's values, with the output named and shaped as the model metadata declares it
+(``output-0``; MLServer answers ``output-1`` with a trailing 1 while its metadata says ``output-0``). Models whose
+MLflow predates the FastAPI scoring server (2.21) and a model whose loader raises make the server exit non-zero
+with the reason."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.http as triton
 from support.cli import v2_request
 from support.models import BuiltModel
@@ -36,7 +39,8 @@ def env_cache(shared_cache: Path) -> Path:
 
 
 def _env(models: dict[str, BuiltModel], name: str, tmp_path: Path, cache: Path, *extra: str) -> ModelEnv:
-    return init_env(models[name].path, name, tmp_path / "work", cache, *extra)
+    """The model's venv as init builds it for MLServer (asked for): it has MLflow, so both servers run from it."""
+    return init_env(models[name].path, name, tmp_path / "work", cache, "--backend", "mlserver", *extra)
 
 
 def requests_for(expected: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,7 +60,24 @@ def requests_for(expected: dict[str, Any]) -> list[dict[str, Any]]:
     return payloads
 
 
+def same_values(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    """Our outputs carry MLServer's values and datatypes; the names and shapes are the metadata's."""
+    assert [(o["datatype"], o["data"]) for o in mine] == [(o["datatype"], o["data"]) for o in theirs]
+    assert [o["name"] for o in mine] == [o["name"].replace("output-1", "output-0") for o in theirs]
+
+
+def agrees_with_metadata(server: Server, name: str, outputs: list[dict[str, Any]]) -> None:
+    declared = requests.get(f"{server.url}/v2/models/{name}", timeout=30).json()["outputs"]
+    assert [(t["name"], t["datatype"], len(t["shape"])) for t in declared] == [
+        (o["name"], o["datatype"], len(o["shape"])) for o in outputs
+    ], "infer returns what the metadata lists (names, datatypes, ranks)"
+    for tensor, output in zip(declared, outputs, strict=True):
+        assert all(d in (-1, n) for d, n in zip(tensor["shape"], output["shape"], strict=True))
+
+
 def triton_infer(server: Server, name: str, expected: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+    """tritonclient's defaults but JSON inputs (MLServer 1.7.1 takes no binary ones): it asks for binary outputs,
+    which this server sends and MLServer answers as JSON; as_numpy reads either."""
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=120)
     if expected["kind"] == "columns":
         arrays = {column: np.asarray(values, dtype=np.float64) for column, values in expected["input"].items()}
@@ -83,16 +104,20 @@ def test_answers_like_local_predict_and_like_mlserver(
         for payload in requests_for(model.expected):
             mine, reference = ours.infer(name, payload), theirs.infer(name, payload)
             assert mine.status_code == reference.status_code == 200, (mine.text, reference.text)
-            assert mine.json()["outputs"] == reference.json()["outputs"]
+            same_values(mine.json()["outputs"], reference.json()["outputs"])
+            agrees_with_metadata(ours, name, mine.json()["outputs"])
             assert mine.json()["model_name"] == reference.json()["model_name"] == name
             rows = len(payload["inputs"][0]["data"]) if model.expected["kind"] == "columns" else None
             want = model.expected["output"][-rows:] if rows else model.expected["output"]
             assert mine.json()["outputs"][0]["data"] == pytest.approx(want)
-        (mine_triton, mine_array), (their_triton, _) = (
+        (mine_triton, mine_array), (their_triton, their_array) = (
             triton_infer(ours, name, model.expected),
             triton_infer(theirs, name, model.expected),
         )
-        assert mine_triton["outputs"] == their_triton["outputs"]
+        assert "binary_data_size" in mine_triton["outputs"][0]["parameters"], "binary, as tritonclient asks"
+        assert [o["datatype"] for o in mine_triton["outputs"]] == [o["datatype"] for o in their_triton["outputs"]]
+        assert mine_triton["outputs"][0]["name"] == "output-0" and their_triton["outputs"][0]["name"] == "output-1"
+        assert mine_array.reshape(-1).tolist() == their_array.reshape(-1).tolist()
         np.testing.assert_allclose(mine_array.reshape(-1), model.expected["output"])
     assert ours.proc.returncode == 0, "SIGTERM stops the server cleanly"
     assert "ready in" in ours.output() and "stopped" in ours.output()

@@ -54,6 +54,7 @@ class LockRequest:
     constraints: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()  # package names left out of the resolution (the --slim swap)
     index: IndexConfig = field(default_factory=IndexConfig)
+    only_binary: tuple[str, ...] = ()  # packages taken only as wheels (optional ones: never built in the pod)
     python: str = sys.executable  # the interpreter the venv is built from: its markers decide
     # How (resolution.py), as plain fields a cache key can take: now | model | date | lock; the cut-off (RFC 3339
     # UTC) for model and date; the sha256 of the model's lock files for lock.
@@ -77,7 +78,7 @@ class LockRequest:
     def cache_parts(self, python_version: str, platform: str) -> dict[str, object]:
         """What determines the resolution: the environment cache's resolution memo is keyed on it. A ``now``
         resolution is never memoised (pipeline._lock); the mode and cut-off keep model and date ones apart."""
-        return {
+        parts: dict[str, object] = {
             "requirements": sorted(self.requirements),
             "constraints": sorted(self.constraints),
             "excludes": sorted(self.excludes),
@@ -88,6 +89,9 @@ class LockRequest:
             "model_requirements": sorted(self.model_requirements),
             "model_constraints": sorted(self.model_constraints),
         }
+        if self.only_binary:  # only when set: the keys of every other resolution stay as they were
+            parts["only_binary"] = sorted(self.only_binary)
+        return parts
 
 
 @dataclass(frozen=True)
@@ -210,17 +214,20 @@ def _compile(
                 args += ["--exclude-newer", cutoff]
             for value in per_package or ():
                 args += ["--exclude-newer-package", value]
+            binary = [a for name in request.only_binary for a in ("--only-binary", name)]
             cmd = [
                 uv_binary(), "pip", "compile", "--generate-hashes", "--python", request.python,
-                "--no-header", "--quiet", "-o", out, req_in, *args, *request.index.uv_args(),
+                "--no-header", "--quiet", "-o", out, req_in, *args, *binary, *request.index.uv_args(),
             ]  # fmt: skip
             env = uv_env(cache_dir)
         else:
-            if cutoff:
-                args += ["--pip-args", f"--uploaded-prior-to={cutoff}"]
+            pip_args = [f"--uploaded-prior-to={cutoff}"] if cutoff else []  # pip-compile takes one --pip-args
+            if request.only_binary:
+                pip_args.append(f"--only-binary={','.join(request.only_binary)}")
+            binary = ["--pip-args", " ".join(pip_args)] if pip_args else []
             cmd = [
                 sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--no-header",
-                "--strip-extras", "--allow-unsafe", "-o", out, req_in, *args,
+                "--strip-extras", "--allow-unsafe", "-o", out, req_in, *args, *binary,
                 *request.index.pip_args(),
             ]  # fmt: skip
             env = pip_env(cache_dir)

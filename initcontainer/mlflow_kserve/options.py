@@ -72,9 +72,16 @@ backend = _option(
     type=click.Choice(["auto", "mlserver", "mlflow"]),
     default="auto",
     show_default=True,
-    help="The server: mlserver (MLServer + mlserver-mlflow added to the model's packages; V2 REST and gRPC), "
-    "mlflow (the model's own MLflow scoring server with V2 routes; adds no package; MLflow >= 2.21), or auto: "
-    "MLServer when its table row fits and resolves with the model's pins, else mlflow.",
+    help="The server: mlflow (the model's own MLflow scoring server with the V2 routes; adds no required package, "
+    "orjson only where it resolves with the model's pins; MLflow >= 2.21), mlserver (MLServer + mlserver-mlflow "
+    "added to the model's packages), or auto: mlflow whenever the model's MLflow is 2.21 or newer, else MLServer.",
+)
+grpc = _option(
+    "--grpc/--no-grpc",
+    default=False,
+    show_default=True,
+    help="Serve V2 gRPC too (h2c, --grpc-port): the mlflow backend's plan adds grpcio, and nothing else, to the "
+    "model's packages (MLServer always serves gRPC and adds nothing for it).",
 )
 models_dir = _option(
     "--models-dir",
@@ -254,8 +261,9 @@ resolve_json = _option(
 )  # fmt: skip
 port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
 grpc_port = _option(
-    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port (MLServer only)."
-)
+    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True,
+    help="V2 gRPC port (MLServer always; the mlflow backend with --grpc).",
+)  # fmt: skip
 metrics_port = _option(
     "--metrics-port", type=click.IntRange(1, 65535), default=8082, show_default=True, help="Metrics port."
 )
@@ -303,7 +311,7 @@ annotations_may_allow = _option(
 
 # The option sets of each subcommand. init's set is what the chart may configure.
 RESOLVE_OPTIONS = [
-    model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
+    model_uri, name, backend, grpc, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, resolve_as_of, fetch_retries, log_format,
     log_level,
 ]  # fmt: skip

@@ -69,6 +69,8 @@ class Prepared:
     model_bytes: int = 0
     pinned: Pinned | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()  # the stack's optional packages the lock holds
+    optional_left_out: str | None = None  # why the stack's optional packages are not in the lock
 
 
 def check(settings: Settings) -> Prepared:
@@ -207,13 +209,11 @@ def _fetch_and_plan(settings: Settings, timings: dict[str, float]) -> Planned:
 def _lock_step(planned: Planned, timings: dict[str, float]) -> Prepared:
     settings, plan, interpreter, slim = planned.settings, planned.plan, planned.interpreter, planned.slim
     with step("lock", timings):
-        chosen, (request, lock, cached) = choose(
-            plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=slim)
-        )
+        chosen, locked = choose(plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=slim))
     log.info("backend %s: %s", chosen.backend, chosen.reason, extra={"step": "lock", "backend": chosen.backend})
     return Prepared(
-        settings, interpreter, plan, chosen, request, lock, slim, cached, planned.model_bytes,
-        planned.pinned, timings,
+        settings, interpreter, plan, chosen, locked.request, locked.lock, slim, locked.cached, planned.model_bytes,
+        planned.pinned, timings, optional=locked.optional, optional_left_out=locked.left_out,
     )  # fmt: skip
 
 
@@ -227,7 +227,10 @@ def _store_key(planned: Planned, trail: StoreTrail) -> StoreKey | None:
     step would try, built by the same function as theirs. None (logged) when the key cannot name the packages."""
     settings, plan, interpreter = planned.settings, planned.plan, planned.interpreter
     candidates = [
-        (stack.backend, _lock_request(plan, settings, interpreter, stack, slim=planned.slim))
+        (
+            stack.backend,
+            _lock_request(plan, settings, interpreter, stack, slim=planned.slim, optional=_optional(plan, stack)),
+        )
         for stack in plan.backends.stacks
     ]
     reason = unkeyable(candidates)
@@ -254,10 +257,13 @@ def _from_store(
                 raise StoreFault("unreadable manifest", f"backend {manifest.backend!r} is not a candidate")
             lock = Lock(store.read_lock(manifest))
             lock.write(settings.lock_file)
-            request = _lock_request(plan, settings, interpreter, stack, slim=manifest.slim)
+            tried = _optional(plan, stack)
+            optional = tuple(r for r in tried if _name(r) in lock.packages)
+            request = _lock_request(plan, settings, interpreter, stack, slim=manifest.slim, optional=optional)
+            left_out = "left out by the build that published this environment" if optional != tried else None
             prepared = Prepared(
                 settings, interpreter, plan, Chosen(stack, manifest.reason), request, lock, manifest.slim, False,
-                planned.model_bytes, planned.pinned, timings,
+                planned.model_bytes, planned.pinned, timings, optional=optional, optional_left_out=left_out,
             )  # fmt: skip
             if stack.backend == "mlflow":
                 write_server_package(settings.server_lib, settings.python)
@@ -315,7 +321,7 @@ def _verify_restored(prepared: Prepared, manifest: Manifest, cache: Any) -> None
     else:
         with step("verify", prepared.timings):
             server_lib = settings.server_lib if backend == "mlflow" else None
-            verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
+            verify_model(settings.venv_dir, settings.model_dir, backend, server_lib, grpc=settings.grpc)
     if cache:
         cache.mark_verified(key, digest)
 
@@ -388,20 +394,62 @@ def _publish(store: EnvStore, trail: StoreTrail, prepared: Prepared, report: dic
 def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Prepared:
     """The same backend's lock again, e.g. with full mlflow after the model did not load with mlflow-skinny."""
     with step("lock", timings):
-        request, lock, cached = _lock(
-            prepared.settings, prepared.plan, prepared.interpreter, prepared.chosen.stack, slim=slim
-        )
-    return replace(prepared, request=request, lock=lock, slim=slim, lock_cached=cached)
+        locked = _lock(prepared.settings, prepared.plan, prepared.interpreter, prepared.chosen.stack, slim=slim)
+    return replace(prepared, request=locked.request, lock=locked.lock, slim=slim, lock_cached=locked.cached,
+                   optional=locked.optional, optional_left_out=locked.left_out)  # fmt: skip
 
 
-def _lock(
-    settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool
-) -> tuple[LockRequest, Lock, bool]:
-    """Resolve the model's set with ``stack``'s packages and write the lock file. With a cache, a resolution
-    (or a conflict) is memoised under the request (its resolution mode and date or lock digest included), the
-    interpreter and the backend; one as of now never is: it is what the index says at this moment (the
-    environment it locks is still reused when the lock text is the same)."""
-    request = _lock_request(plan, settings, interpreter, stack, slim=slim)
+@dataclass(frozen=True)
+class Locked:
+    request: LockRequest
+    lock: Lock
+    cached: bool
+    optional: tuple[str, ...] = ()  # the stack's optional packages this lock holds
+    left_out: str | None = None  # why the stack's optional packages are not in it
+
+
+def _optional(plan: Plan, stack: ServingStack) -> tuple[str, ...]:
+    """The stack's optional packages to try: none under the model's own lock, which is served as it is."""
+    return () if plan.model_lock is not None else stack.optional
+
+
+def _lock(settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool) -> Locked:
+    """The lock of the model's set with ``stack``'s packages, and its optional ones (the mlflow backend's
+    accelerators) when they resolve with it too: tried first, left out on a conflict, as MLServer's pins would be
+    refused (serving_stack.toml); only wheels of them are taken, so nothing is built in the pod for them."""
+    left_out = None
+    optional = _optional(plan, stack)
+    if stack.optional and not optional:
+        left_out = f"the model's {plan.resolution.lock_source or 'lock'} is served as it is"
+    if optional:
+        try:
+            request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=optional)
+            return Locked(request, lock, cached, optional)
+        except ConflictError as exc:
+            if not _names_any(exc.detail, optional):  # not theirs (e.g. a package the index lacks): the same
+                raise  # without them, so no second resolution
+            left_out = f"they do not resolve with the model's requirements ({exc.installer}): {exc.detail}"
+            log.warning("optional %s left out: %s", " ".join(optional), left_out, extra={"step": "lock"})
+    request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=())
+    return Locked(request, lock, cached, (), left_out)
+
+
+def _names_any(detail: str, requirements: tuple[str, ...]) -> bool:
+    """The resolver's explanation names one of ``requirements``' packages (uv and pip name every package in the
+    chain of a conflict)."""
+    text = detail.lower().replace("_", "-")
+    return any(_name(r) in text for r in requirements)
+
+
+def _resolve(
+    settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool,
+    optional: tuple[str, ...],
+) -> tuple[LockRequest, Lock, bool]:  # fmt: skip
+    """Resolve the model's set with ``stack``'s packages (and ``optional``) and write the lock file. With a cache,
+    a resolution (or a conflict) is memoised under the request (its resolution mode and date or lock digest
+    included), the interpreter and the backend; one as of now never is: it is what the index says at this moment
+    (the environment it locks is still reused when the lock text is the same)."""
+    request = _lock_request(plan, settings, interpreter, stack, slim=slim, optional=optional)
     cache = _cache(settings)
     memo = cache if request.resolve_mode != "now" else None
     key = ""
@@ -434,14 +482,15 @@ def _lock(
 
 
 def _lock_request(
-    plan: Plan, settings: Settings, interpreter: Interpreter, stack: ServingStack, *, slim: bool
-) -> LockRequest:
+    plan: Plan, settings: Settings, interpreter: Interpreter, stack: ServingStack, *, slim: bool,
+    optional: tuple[str, ...] = (),
+) -> LockRequest:  # fmt: skip
     index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
     if plan.index_options:
         index = index.with_model_options(*_split_index_options(plan.index_options))
     if plan.model_lock is not None and plan.model_lock.indexes:  # allowed by the operator (modellock.read)
         index = index.with_model_options(None, plan.model_lock.indexes, ())
-    requirements = list(plan.requirements(stack))
+    requirements = list(dict.fromkeys((*plan.requirements(stack), *optional)))
     model_requirements = list(plan.model_requirements)
     excludes: tuple[str, ...] = ()
     if slim:
@@ -453,6 +502,7 @@ def _lock_request(
     resolution = plan.resolution
     return LockRequest(
         tuple(requirements), constraints, excludes, index, python=interpreter.path,
+        only_binary=tuple(_name(r) for r in optional),  # --only-binary takes names
         resolve_mode=resolution.mode, resolve_as_of=resolution.as_of, lock_digest=resolution.lock_digest,
         lock_source=resolution.lock_source, model_requirements=tuple(model_requirements),
         model_constraints=plan.model_constraints,
@@ -479,7 +529,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
             installer.install(path, settings.lock_file, index)
         with step("verify", timings):
             if settings.verify:
-                verify_model(path, settings.model_dir, backend, server_lib)
+                verify_model(path, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             else:
                 compile_bytecode(path)
 
@@ -512,7 +562,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
         else:
             if hit:
                 with step("verify", timings):
-                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
+                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             cache.mark_verified(key, digest)
     return hit
 
@@ -593,7 +643,9 @@ def _report(prepared: Prepared, source: str, trail: StoreTrail | None, timings: 
             "requested": settings.backend,
             "reason": prepared.chosen.reason,
         },
-        "serving_stack": list(prepared.chosen.stack.requirements),
+        "serving_stack": [*plan.added(prepared.chosen.stack), *prepared.optional],
+        "optional": {"added": list(prepared.optional), "left_out": prepared.optional_left_out},
+        "grpc": plan.grpc or prepared.chosen.backend == "mlserver",
         "resolution": resolution_dict(prepared),
         "installer": settings.installer,
         "slim": prepared.slim,

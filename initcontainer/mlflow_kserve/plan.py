@@ -43,11 +43,17 @@ class Plan:
     model_lock: ModelLock | None = None
     model_constraints: tuple[str, ...] = ()  # the model's own (-c files); constraints has the operator's too
     completions: tuple[str, ...] = ()  # added to the model's set by the plan: mlflow, when its lock has none
+    grpc: bool = False
+
+    def added(self, stack: ServingStack) -> tuple[str, ...]:
+        """What the serving stack adds to the model's packages: ``stack``'s (none for the mlflow backend), and its
+        gRPC packages with --grpc (grpcio for the mlflow backend)."""
+        return (*stack.requirements, *(stack.grpc if self.grpc else ()))
 
     def requirements(self, stack: ServingStack) -> tuple[str, ...]:
-        """Model + ``stack``'s packages (none for the mlflow backend) + operator's extras, textual duplicates
-        dropped, order kept."""
-        parts = (*self.model_requirements, *self.completions, *stack.requirements, *self.extra_requirements)
+        """Model (and what the plan completes it with) + what the stack adds + operator's extras, textual
+        duplicates dropped, order kept."""
+        parts = (*self.model_requirements, *self.completions, *self.added(stack), *self.extra_requirements)
         return tuple(dict.fromkeys(parts))
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class Plan:
                 "run_id": self.model.run_id,
                 "model_uuid": self.model.model_uuid,
             },
+            "grpc": self.grpc,
             "backends": {
                 "requested": self.backends.requested,
                 "candidates": [asdict(stack) for stack in self.backends.stacks],
@@ -139,6 +146,7 @@ def make_plan(model_dir: Path, settings: Settings, interpreter: Interpreter) -> 
         model_lock=model_lock,
         model_constraints=model_constraints,
         completions=completions,
+        grpc=settings.grpc,
     )
 
 

@@ -27,8 +27,14 @@ def plan_dict(result: Prepared, lock_kept: bool = True) -> dict[str, Any]:
             "backend": stack.backend,
             "mlflow": stack.mlflow,
             "python": stack.python,
-            "requirements": list(stack.requirements),
+            "requirements": [*plan.added(stack), *result.optional],
             "constraints": list(stack.constraints),
+            "grpc": _grpc(plan.grpc, stack),
+            "optional": {
+                "tried": list(stack.optional),
+                "added": list(result.optional),
+                "left_out": result.optional_left_out,
+            },
         },
         "model_requirements": list(plan.model_requirements),
         "extra_requirements": list(plan.extra_requirements),
@@ -54,9 +60,28 @@ def resolution_dict(result: Prepared) -> dict[str, Any]:
         (plan.extra_requirements, "operator (--extra-requirement)"),
         (stack.constraints, f"{stack.backend} backend (constraint)"),
         (stack.requirements, f"{stack.backend} backend"),
+        (stack.grpc if plan.grpc else (), f"{stack.backend} backend (--grpc)"),
+        (result.optional, f"{stack.backend} backend (optional)"),
     ):
         who.update((requirement_name(text), source) for text in texts)
     return {**plan.resolution.to_dict(), "exempt": {name: who.get(name, "added") for name in result.request.exempt}}
+
+
+def _grpc(requested: bool, stack: Any) -> str:
+    """One line: whether the server will serve gRPC, and what that adds."""
+    if stack.backend == "mlserver":
+        return "served by MLServer (it always serves gRPC; nothing added for it)"
+    if not requested:
+        return "off (--grpc serves it, adding grpcio)"
+    return f"on: adds {', '.join(stack.grpc)}"
+
+
+def _optional(optional: dict[str, Any]) -> str:
+    if not optional["tried"]:
+        return "-"
+    if optional["added"]:
+        return f"{' '.join(optional['added'])} (optional: they resolve with the model's requirements)"
+    return f"left out: {' '.join(optional['tried'])}: {optional['left_out']}"
 
 
 def plan_json(result: Prepared, lock_kept: bool = True) -> str:
@@ -75,6 +100,8 @@ def plan_table(result: Prepared, lock_kept: bool = True) -> str:
         ("backend", f"{backend['name']}  ({backend['reason']})"),
         ("serving stack", (" ".join(stack["requirements"]) or "no package added")
          + f"  (for MLflow {stack['mlflow']}, Python {stack['python']})"),
+        ("gRPC", stack["grpc"]),
+        ("accelerators", _optional(stack["optional"])),
         ("model requires", ", ".join(data["model_requirements"]) or "-"),
         ("operator adds", ", ".join(data["extra_requirements"] + constraints) or "-"),
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),

@@ -32,7 +32,7 @@ CONFIRMS = {
     "fieldRefEnabled": "kubernetes.podspec-fieldref",
 }
 SERVERLESS = [s for s in SCENARIOS if (yaml.safe_load(s.read_text()) or {}).get("deploymentMode") == "Serverless"]
-FLAG_NAMED = re.compile(r"kubernetes\.(podspec|containerspec)-[a-z-]+")
+FLAG_NAMED = re.compile(r"kubernetes\.(podspec|containerspec)-[a-z-]+|no Knative flag allows")
 
 
 def _confirmed(knative_values: dict[str, bool]) -> dict[str, str]:
