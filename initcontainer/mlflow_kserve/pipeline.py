@@ -17,7 +17,13 @@ from packaging.utils import canonicalize_name
 
 from mlflow_kserve import __version__
 from mlflow_kserve.backends import Chosen, choose
-from mlflow_kserve.configure import model_settings, write_json, write_server_package
+from mlflow_kserve.configure import (
+    RUNTIME_PACKAGE,
+    model_settings,
+    write_json,
+    write_mlserver_runtime,
+    write_server_package,
+)
 from mlflow_kserve.envdir import build_dir, clear_leftovers, scratch_dir
 from mlflow_kserve.errors import ConfigError, ConflictError, VerifyError, redact
 from mlflow_kserve.fetch import fetch_model
@@ -71,6 +77,8 @@ def init(settings: Settings) -> dict[str, Any]:
         cache = _cache(settings)
         if prepared.chosen.backend == "mlflow":  # before verify, which imports it
             write_server_package(settings.server_lib, settings.python)
+        else:
+            write_mlserver_runtime(settings.models_dir, settings.python)
         try:
             cache_hit = _install(prepared, cache, timings)
         except VerifyError as exc:
@@ -83,7 +91,7 @@ def init(settings: Settings) -> dict[str, Any]:
         discard(scratch_dir(settings.env_dir))
     with step("configure", timings):
         write_json(settings.model_settings_file, model_settings(
-            settings.name, settings.model_dir, settings.models_dir,
+            settings.name, settings.model_dir, settings.models_dir, backend=prepared.chosen.backend,
             max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
         ))  # fmt: skip
         timings["total"] = round(time.monotonic() - started, 3)
@@ -187,7 +195,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
     """
     settings = prepared.settings
     backend = prepared.chosen.backend
-    server_lib = settings.server_lib if backend == "mlflow" else None
+    server_lib = settings.server_lib if backend == "mlflow" else settings.models_dir  # what verify imports from
     installer = make_installer(settings.installer, _tool_cache(settings, cache))
     index = prepared.request.index
 
@@ -240,6 +248,7 @@ def _clear_outputs(settings: Settings) -> None:
     for path in (settings.report_file, settings.model_settings_file, settings.lock_file):
         path.unlink(missing_ok=True)
     discard(settings.server_lib)
+    discard(settings.models_dir / RUNTIME_PACKAGE)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     clear_leftovers(settings.env_dir, settings.venv_dir)
     settings.models_dir.mkdir(parents=True, exist_ok=True)

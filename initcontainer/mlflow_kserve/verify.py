@@ -29,7 +29,8 @@ print("loaded", type(model).__name__, flush=True)
 _STACK = {
     "mlserver": """
 import mlserver.cli.main, mlserver.server  # what `mlserver start` imports
-import mlserver_mlflow.runtime  # the runtime that will load the model
+import mlserver_mlflow.runtime  # what our runtime builds on
+import mlflow_kserve_mlserver.runtime  # the runtime that will load the model (next to model-settings.json)
 """,
     "mlflow": """
 import mlflow.pyfunc.scoring_server, uvicorn  # MLflow's FastAPI app and its server
@@ -50,7 +51,8 @@ _WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | None = None,
                  timeout: float = 900) -> None:  # fmt: skip
     """Raise VerifyError with the last line of the error when the model or the backend's server does not
-    load. ``server_lib``: the folder holding mlflow_kserve_server (the mlflow backend)."""
+    load. ``server_lib``: the folder holding what the backend's server imports from outside the venv:
+    mlflow_kserve_server (the mlflow backend) or mlflow_kserve_mlserver (MLServer's runtime, in the models dir)."""
     python = venv / "bin" / "python"
     stack_env = {**_WRITE_BYTECODE, "PYTHONPATH": str(server_lib)} if server_lib else _WRITE_BYTECODE
     with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd, ThreadPoolExecutor(2) as pool:

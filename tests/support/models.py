@@ -3,10 +3,11 @@ versions (and the Python) it is meant to have been logged with. Built once and k
 by the build script, the pins and the Python), so a rerun costs nothing; a file lock makes concurrent test
 processes build once.
 
-Besides the session's models (MODELS, built by ``build_all``), two are built on demand with ``build(name)``:
+Besides the session's models (MODELS, built by ``build_all``), some are built on demand with ``build(name)``:
 ``sklearn-py313`` / ``sklearn-py310``, logged on that Python (found by ``find_python``: the tests skip, naming
 it, where the machine has none), and ``uv-project``, logged with ``uv run`` from a real uv project (``uv init``,
-``uv add mlflow scikit-learn protobuf``): MLflow >= 3.11 writes the project's exported lock as requirements.txt."""
+``uv add mlflow scikit-learn protobuf``): MLflow >= 3.11 writes the project's exported lock as requirements.txt;
+``sklearn-mlflow220``, logged with MLflow 2.20 (the last release whose scoring server is Flask)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ BUILDERS: dict[str, tuple[str, ...]] = {
         "cloudpickle",
         "setuptools<82",
     ),
+    # MLflow 2.20: the last before the FastAPI scoring server (auto: MLServer 1.7.1)
+    "mlflow220": ("mlflow==2.20.3", "scikit-learn==1.5.2", "numpy==1.26.4", "pandas==2.2.3", "cloudpickle"),
     # on other Pythons (BUILDER_PYTHONS): the newest pins that install there
     "mlflow3-py313": ("mlflow==3.17.2", "scikit-learn==1.9.1", "numpy==2.5.5", "cloudpickle"),
     "mlflow3-py310": ("mlflow==3.17.2", "scikit-learn==1.7.2", "numpy==2.2.6", "pandas==2.3.3", "cloudpickle"),
@@ -85,6 +88,8 @@ ON_DEMAND: dict[str, Spec] = {
     "sklearn-py310": Spec("mlflow3-py310", "sklearn-columns"),
     # logged from a uv project: requirements.txt is its exported lock, protobuf 7 pinned
     "uv-project": Spec("uv-project", "sklearn-columns"),
+    # MLflow 2.20, whose scoring server is still Flask: auto chooses MLServer
+    "sklearn-mlflow220": Spec("mlflow220", "sklearn-columns"),
 }
 
 
