@@ -8,8 +8,9 @@ Time to ready (seconds from nothing running until /v2/models/<name>/ready answer
   uv image  a hand-rolled uv image: raw `uv pip install` of our lock (uv cache empty), then `mlserver start`
             (both with MLServer's own defaults, as a hand-made deployment runs it)
   ours      `mlflow-kserve run`, cold (empty work dir) and warm (the same work dir again: a cache hit), for the
-            default backend (auto) and for --backend mlflow; warm is the median of --warm-runs starts, each split
-            into init (until `run` starts the server) and server (from there to ready)
+            default backend (auto, which takes --backend mlflow for this model) and for --backend mlserver; warm is
+            the median of --warm-runs starts, each split into init (until `run` starts the server) and server (from
+            there to ready)
   floor     `load_model` in a bare python of the same venv, median of --warm-runs, alternating with the warm starts:
             what no server can beat for this model
 Then the server's RSS once ready (its process tree), and the latency of --requests identical V2 requests
@@ -260,7 +261,7 @@ def main() -> None:
     python = getattr(sys, "_base_executable", sys.executable)
     times, notes, packages = init_table(model, work, python, args.skip_pip)
     backends = {}
-    for backend in ("auto", "mlflow"):
+    for backend in ("auto", "mlserver"):
         result = ours(model, work / f"run-{backend}", backend, args.warm_runs, args.requests)
         label = f"{backend} (→ {result['cold']['backend']})" if backend == "auto" else f"--backend {backend}"
         backends[label] = result

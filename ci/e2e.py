@@ -1,13 +1,15 @@
 """End to end, as a user deploys: helm template → the predictor pod as rendered → podman kube play →
-init container → MLServer → V2 requests with a real V2 client, compared with the model's local predict.
+init container → the server (auto: the mlflow backend) → V2 requests with a real V2 client, compared with the
+model's local predict.
 
     .venv/bin/python ci/e2e.py        (ci/e2e wraps it: installs podman, builds the base and both images)
 
-Scenarios: (1) sklearn MLflow 3.x model from S3; (2) a model needing a package outside the serving stack;
+Scenarios: (1) sklearn MLflow 3.x model from S3 (auto: the mlflow backend); (2) a model needing a package outside
+the serving stack, served by MLServer (`server.backend=mlserver`);
 (3) a forbidden requirement line: the init container exits 5 and the server never starts; (4) scenario 1's
 pod twice with the cache volume mounted: both init durations; (5) a model logged from a uv project (protobuf 7
-pinned): auto chooses the mlflow backend; (6) a model logged on Python 3.13, in the pod of the 3.13 images: auto
-chooses the mlflow backend (MLServer supports Python < 3.13). Every served scenario checks the backend report.json
+pinned, which MLServer refuses): auto chooses the mlflow backend; (6) a model logged on Python 3.13, in the pod of
+the 3.13 images: auto chooses the mlflow backend. Every served scenario checks the backend report.json
 names. Scenarios run for the Python minors whose images ci/e2e built (E2E_PYTHON_VERSIONS). KServe-native mode
 (charts/mlflow-kserve-runtime, the pod built by ci/kserve_pod.py as KServe v0.20 would): (7) a models:/name@alias
 model from a real registry, with a per-model annotation; (8) an mlflow+s3:// model; (9) a bad annotation: the
@@ -298,12 +300,13 @@ def main() -> int:
         cache_dir.mkdir()
         os.chmod(cache_dir, 0o777)
         cache = ["--set", "cache.enabled=true", "--set", "cache.type=hostPath", "--set", f"cache.hostPath={cache_dir}"]
-        scenarios = [  # title, uri, chart flags, expected answer, init exit code, backend auto must choose
-            ("1 sklearn MLflow 3.x from S3", uris["columns"], [], columns.expected, 0, "mlserver"),
-            ("2 package outside the serving stack", uris["extra"], [], extra_dep.expected, 0, "mlserver"),
+        mlserver = ["--set", "server.backend=mlserver"]
+        scenarios = [  # title, uri, chart flags, expected answer, init exit code, backend that must serve
+            ("1 sklearn MLflow 3.x from S3", uris["columns"], [], columns.expected, 0, "mlflow"),
+            ("2 package outside the stack, MLServer", uris["extra"], mlserver, extra_dep.expected, 0, "mlserver"),
             ("3 forbidden requirement line", uris["forbidden"], [], None, 5, None),
-            ("4a cache volume, first start", uris["columns"], cache, columns.expected, 0, "mlserver"),
-            ("4b cache volume, second start", uris["columns"], cache, columns.expected, 0, "mlserver"),
+            ("4a cache volume, first start", uris["columns"], cache, columns.expected, 0, "mlflow"),
+            ("4b cache volume, second start", uris["columns"], cache, columns.expected, 0, "mlflow"),
             ("5 uv project, protobuf 7 (auto)", uris["uv"], [], uv_model.expected, 0, "mlflow"),
         ]
         if py313:
@@ -312,9 +315,9 @@ def main() -> int:
                               0, "mlflow"))  # fmt: skip
         scenarios += [
             ("10 gs:// from gcp-storage-emulator", uris["gs"], [*cache, *env_values(gs_env)], columns.expected, 0,
-             "mlserver"),
+             "mlflow"),
             ("11 wasbs:// from Azurite", uris["wasbs"], [*cache, *env_values(azure_env)], columns.expected, 0,
-             "mlserver"),
+             "mlflow"),
         ]  # fmt: skip
         scenarios = [] if only == "native" else scenarios
         for title, uri, extra, expected, want_code, backend in scenarios:

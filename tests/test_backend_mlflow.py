@@ -1,8 +1,8 @@
-"""The mlflow backend on the product path (`mlflow-kserve run`, report.json, `check`): every fixture model whose
-MLflow has the FastAPI scoring server is served under --backend mlflow with V2 answers equal to its local predict
-and a lock of the model's own packages only; older ones are refused naming why; auto's choice (backend and
-reason) for every fixture; and the model logged from a uv project (protobuf 7 pinned, which MLServer refuses)
-served through auto with its pins unchanged. (The V2 protocol itself, side by side with MLServer: test_v2_*.py.)"""
+"""The mlflow backend on the product path (`mlflow-kserve run`, report.json, `check`): auto's choice (backend and
+reason) for every fixture (the mlflow backend for MLflow >= 2.21, which test_serve.py serves through auto; MLServer
+below); older MLflows refused under --backend mlflow naming why; the model logged from a uv project (protobuf 7
+pinned, which MLServer refuses) served through auto with its pins unchanged; and --slim.
+(The V2 protocol itself: test_v2_*.py.)"""
 
 from __future__ import annotations
 
@@ -11,38 +11,19 @@ import re
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from support.cli import last_error, mlflow_kserve, report, served, v2_request
-from support.models import BuiltModel, build
+from support.models import BuiltModel, build, model_pins
 from support.services import free_port
 
-MLFLOW_SERVES = ["sklearn-columns", "custom-extra-dep", "sklearn-mlflow2"]  # MLflow >= 2.21
 TOO_OLD = {"sklearn-mlflow216": "2.16.2", "sklearn-mlflow213": "2.13.2"}
-AUTO = {  # fixture -> the MLServer that auto takes for it on this Python (3.11)
-    "sklearn-columns": "mlserver==1.7.1",
-    "custom-extra-dep": "mlserver==1.7.1",
-    "sklearn-mlflow2": "mlserver==1.7.1",
-    "sklearn-mlflow216": "mlserver==1.6.1",
-    "sklearn-mlflow213": "mlserver==1.6.1",
-    "loader-raises": "mlserver==1.7.1",
+AUTO = {  # fixture -> the backend auto takes for it on this Python (3.11), and the MLServer it adds
+    "sklearn-columns": ("mlflow", None),
+    "custom-extra-dep": ("mlflow", None),
+    "sklearn-mlflow2": ("mlflow", None),
+    "sklearn-mlflow216": ("mlserver", "mlserver==1.6.1"),
+    "sklearn-mlflow213": ("mlserver", "mlserver==1.6.1"),
+    "loader-raises": ("mlflow", None),
 }
-
-
-def model_pins(model_dir: Path) -> dict[str, str]:
-    """The exact pins of the model's requirements.txt that apply on this interpreter (canonical names)."""
-    pins = {}
-    for line in (model_dir / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        requirement = Requirement(line)
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        specs = list(requirement.specifier)
-        if len(specs) == 1 and specs[0].operator == "==":
-            pins[canonicalize_name(requirement.name)] = specs[0].version
-    return pins
 
 
 def _check(uri: str, env: dict[str, str], tmp_path: Path, *extra: str):
@@ -57,34 +38,6 @@ def _check(uri: str, env: dict[str, str], tmp_path: Path, *extra: str):
         str(tmp_path / "e"),
     ]
     return mlflow_kserve([*args, *extra], env)
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("name", MLFLOW_SERVES)
-def test_run_serves_every_fixture_under_backend_mlflow(
-    name: str,
-    models: dict[str, BuiltModel],
-    s3_models: dict[str, str],
-    env: dict[str, str],
-    shared_cache: Path,
-    tmp_path: Path,
-) -> None:
-    model = models[name]
-    args = ["--model-uri", s3_models[name], "--backend", "mlflow", "--work-dir", str(tmp_path / "work"),
-            "--cache-dir", str(shared_cache)]  # fmt: skip
-    with served(args, env, free_port(), name, tmp_path / "run.log") as server:
-        answer = server.infer(v2_request(model.expected))
-        facts = report(next((tmp_path / "work" / "models").glob("*/env")))
-    assert [o["data"] for o in answer["outputs"]] == [pytest.approx(model.expected["output"])]
-    assert facts["backend"] == {"name": "mlflow", "requested": "mlflow", "reason": "--backend mlflow (requested)"}
-    assert facts["serving_stack"] == []
-    assert not {"mlserver", "mlserver-mlflow", "uvloop"} & set(facts["packages"]), "the mlflow backend adds nothing"
-    if model.expected["mlflow"] < "3.11":  # its scoring server uses app.route, gone in Starlette 1.0
-        assert facts["packages"]["starlette"].startswith("0.")
-    pins = model_pins(model.path)
-    assert {n: facts["packages"][n] for n in pins} == pins, "every pin of the model, unchanged"
-    assert server.proc.returncode == 0 and "[serve] stopped" in server.output()
-    assert "starting MLflow's scoring server" in server.output()
 
 
 @pytest.mark.parametrize(("name", "version"), TOO_OLD.items())
@@ -119,14 +72,24 @@ def test_auto_choice_for_each_fixture(
     proc = _check(str(model.path), env, tmp_path, "--cache-dir", str(shared_cache))
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert plan["backend"]["name"] == "mlserver"
+    backend, stack = AUTO[name]
+    version = model.expected["mlflow"]
+    assert plan["backend"]["name"] == backend
     assert plan["backend"]["requested"] == "auto"
     python = plan["python"]["interpreter"]
-    assert plan["backend"]["reason"] == (
-        f"auto: MLServer serves MLflow {model.expected['mlflow']} on Python {python} and resolves with the "
-        "model's requirements"
-    )
-    assert AUTO[name] in plan["serving_stack"]["requirements"]
+    if backend == "mlflow":
+        assert plan["backend"]["reason"] == (
+            f"auto: MLflow {version} has the FastAPI scoring server (>= 2.21), so its own scoring server serves "
+            f"MLflow {version} on Python {python}: the mlflow backend, preferred over MLServer"
+        )
+        assert plan["serving_stack"]["requirements"] == []
+    else:
+        assert plan["backend"]["reason"] == (
+            f"auto: not MLflow's scoring server: MLflow {version} has no FastAPI scoring server (the mlflow backend "
+            f"serves MLflow >=2.21,<3.11; >=3.11); MLServer serves MLflow {version} on Python {python} and resolves "
+            "with the model's requirements"
+        )
+        assert stack in plan["serving_stack"]["requirements"]
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +112,12 @@ def test_auto_chooses_mlflow_for_the_uv_project_model(
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["backend"]["name"] == "mlflow"
-    reason = plan["backend"]["reason"]
-    assert reason.startswith("auto: not MLServer: the model's requirements conflict with MLServer's (mlserver==1.7.1")
-    assert "protobuf" in reason and reason.endswith("adds no package")
+    assert plan["backend"]["reason"].startswith("auto: MLflow 3.17.2 has the FastAPI scoring server")
     assert plan["packages"]["protobuf"] == model_pins(uv_model.path)["protobuf"]
     table = mlflow_kserve(["check", "--model-uri", str(uv_model.path), "--models-dir", str(tmp_path / "m2"),
                            "--env-dir", str(tmp_path / "e2"), "--cache-dir", str(shared_cache)], env)  # fmt: skip
     assert table.returncode == 0, table.stderr
-    assert re.search(r"^backend +mlflow  \(auto: not MLServer: ", table.stdout, re.MULTILINE), table.stdout[:800]
+    assert re.search(r"^backend +mlflow  \(auto: MLflow 3.17.2 has ", table.stdout, re.MULTILINE), table.stdout[:800]
     mlserver = _check(str(uv_model.path), env, tmp_path / "explicit", "--backend", "mlserver")
     assert mlserver.returncode == 6
     assert "--backend mlserver: the model's requirements conflict" in last_error(mlserver)

@@ -1,7 +1,8 @@
-"""auto's rule (backends.py): MLServer when its row fits the model's MLflow and the interpreter and the set
-resolves with the model's pins, else the mlflow backend when the model's MLflow has the FastAPI scoring server,
-else exit 6 giving both reasons. The table part is checked directly; the resolution part with real uv
-resolutions against the index (protobuf 7 is what current uv-project models pin, and MLServer needs < 7)."""
+"""auto's rule (backends.py): the mlflow backend whenever the model's MLflow has the FastAPI scoring server (>= 2.21)
+and the model's own set resolves, else MLServer when its row fits the model's MLflow and the interpreter and the set
+resolves with the model's pins, else exit 6 giving both reasons. An explicit --backend mlserver keeps MLServer.
+The table part is checked directly; the resolution part with real uv resolutions against the index (protobuf 7 is
+what current uv-project models pin, and MLServer needs < 7)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ PYTHON_RULE = "MLServer supports Python >=3.9,<3.13, the serving interpreter is 
 NO_FASTAPI = "MLflow 2.16.2 has no FastAPI scoring server (the mlflow backend serves MLflow >=2.21,<3.11; >=3.11)"
 
 
-def test_auto_prefers_mlserver_then_mlflow() -> None:
+def test_auto_prefers_mlflow_then_mlserver() -> None:
     found = candidates("auto", "3.17.2", "3.11.7")
-    assert [s.backend for s in found.stacks] == ["mlserver", "mlflow"]
+    assert [s.backend for s in found.stacks] == ["mlflow", "mlserver"]
     assert found.ruled_out == ()
 
 
@@ -38,8 +39,8 @@ def test_auto_exits_6_giving_both_reasons_when_no_row_fits() -> None:
         candidates("auto", "2.16.2", "3.13.0")
     assert info.value.exit_code == 6
     message = str(info.value)
-    assert message.startswith(f"no serving backend fits this model: MLServer: {PYTHON_RULE}; ")
-    assert f"MLflow's scoring server: {NO_FASTAPI}" in message
+    assert message.startswith(f"no serving backend fits this model: MLflow's scoring server: {NO_FASTAPI}; ")
+    assert f"MLServer: {PYTHON_RULE}" in message
 
 
 def test_explicit_mlserver_on_python_313_exits_6_naming_the_mlflow_backend() -> None:
@@ -69,33 +70,42 @@ def _locker(*model: str):
     return lock, tried
 
 
-@pytest.mark.parametrize("requested", ["auto", "mlserver"])
-def test_a_model_mlserver_resolves_with_gets_mlserver(requested: str) -> None:
+def test_auto_takes_the_mlflow_backend_for_a_model_mlserver_also_resolves_with() -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==6.33.6")
-    chosen, result = choose(candidates(requested, "3.17.2", "3.11.7"), lock)
+    chosen, result = choose(candidates("auto", "3.17.2", "3.11.7"), lock)
+    assert chosen.backend == "mlflow" and tried == ["mlflow"], "MLServer is not even tried"
+    assert "mlserver" not in result.packages and result.packages["protobuf"] == "6.33.6"
+    assert chosen.reason == (
+        "auto: MLflow 3.17.2 has the FastAPI scoring server (>= 2.21), so its own scoring server serves MLflow 3.17.2 "
+        "on Python 3.11.7: the mlflow backend, preferred over MLServer"
+    )
+
+
+def test_explicit_mlserver_gets_mlserver_where_it_resolves() -> None:
+    lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==6.33.6")
+    chosen, result = choose(candidates("mlserver", "3.17.2", "3.11.7"), lock)
     assert chosen.backend == "mlserver" and tried == ["mlserver"]
     assert result.packages["mlserver"] == "1.7.1" and result.packages["protobuf"] == "6.33.6"
+    assert chosen.reason == "--backend mlserver (requested)"
+
+
+def test_auto_takes_mlserver_for_mlflow_before_2_21_saying_why() -> None:
+    lock, tried = _locker("mlflow-skinny==2.16.2", "setuptools<82")
+    chosen, result = choose(candidates("auto", "2.16.2", "3.11.7"), lock)
+    assert chosen.backend == "mlserver" and tried == ["mlserver"]
+    assert result.packages["mlserver"] == "1.6.1"
     assert chosen.reason == (
-        "auto: MLServer serves MLflow 3.17.2 on Python 3.11.7 and resolves with the model's requirements"
-        if requested == "auto"
-        else "--backend mlserver (requested)"
+        f"auto: not MLflow's scoring server: {NO_FASTAPI}; MLServer serves MLflow 2.16.2 on Python 3.11.7 and "
+        "resolves with the model's requirements"
     )
 
 
-def test_auto_falls_back_to_mlflow_when_the_model_pins_protobuf_7() -> None:
+def test_auto_takes_mlflow_when_the_model_pins_protobuf_7() -> None:
     lock, tried = _locker("mlflow-skinny==3.17.2", "protobuf==7.36.2")
     chosen, result = choose(candidates("auto", "3.17.2", "3.11.7"), lock)
-    assert tried == ["mlserver", "mlflow"]
+    assert tried == ["mlflow"]
     assert chosen.backend == "mlflow"
     assert "mlserver" not in result.packages and result.packages["protobuf"] == "7.36.2", "the model's pin stands"
-    assert chosen.reason.startswith(
-        "auto: not MLServer: the model's requirements conflict with MLServer's (mlserver==1.7.1 "
-        "mlserver-mlflow==1.7.1 uvloop<0.22) (uv): "
-    )
-    assert "protobuf" in chosen.reason
-    assert chosen.reason.endswith(
-        "; MLflow's own scoring server serves MLflow 3.17.2 on Python 3.11.7 and adds no package"
-    )
 
 
 def test_explicit_mlserver_keeps_exit_6_and_names_the_mlflow_backend() -> None:
@@ -118,8 +128,11 @@ def test_a_model_whose_own_pins_conflict_exits_6(requested: str) -> None:
     message = str(info.value)
     assert "the model's own requirements cannot be resolved (uv): " in message
     if requested == "auto":
-        assert tried == ["mlserver", "mlflow"]
-        assert message.startswith("no serving backend fits this model: MLServer: the model's requirements conflict")
+        assert tried == ["mlflow", "mlserver"]
+        assert message.startswith(
+            "no serving backend fits this model: MLflow's scoring server: the model's own requirements cannot be "
+        )
+        assert "MLServer: the model's requirements conflict with MLServer's" in message
     else:
         assert tried == ["mlflow"]
         assert message.startswith("--backend mlflow: ")

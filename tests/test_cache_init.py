@@ -1,7 +1,8 @@
-"""Six `mlflow-kserve init` processes start at once on one model and one cache dir (replicas scaling up
-together): all succeed, the cache holds one entry, and every venv serves the model through MLServer.
---serve-from-cache: the server image's entrypoint runs the venv from the cache entry and keeps it from eviction.
-Then --slim: the same model with mlflow-skinny instead of mlflow, a smaller venv that still serves."""
+"""Six `mlflow-kserve init --backend mlserver` processes start at once on one model and one cache dir (replicas
+scaling up together): all succeed, the cache holds one entry, and every venv serves the model through MLServer.
+--serve-from-cache: the server image's entrypoint runs the venv (auto: the mlflow backend) from the cache entry and
+keeps it from eviction. Then --slim under MLServer: the same model with mlflow-skinny instead of mlflow, a smaller
+venv that still serves (the mlflow backend's --slim: test_backend_mlflow.py)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_six_replicas_share_one_cache_entry(models: dict[str, BuiltModel], tmp_p
     for i in range(6):
         pod = tmp_path / f"pod{i}"
         args = ["init", "--model-uri", str(model.path), "--name", "iris", "--models-dir", str(pod / "models"),
-                "--env-dir", str(pod / "env"), "--cache-dir", str(cache)]  # fmt: skip
+                "--env-dir", str(pod / "env"), "--cache-dir", str(cache), "--backend", "mlserver"]  # fmt: skip
         log = (tmp_path / f"pod{i}.log").open("w")
         procs.append((subprocess.Popen([MLFLOW_KSERVE, *args], stdout=log, stderr=subprocess.STDOUT), log))
     for proc, log in procs:
@@ -71,6 +72,8 @@ ENTRYPOINT = Path(__file__).resolve().parents[1] / "server-image" / "entrypoint.
 def _start_server(pod: Path, port: int) -> subprocess.Popen[str]:
     env = {
         **_mlserver_env(port, pod),
+        "MLFLOW_KSERVE_SERVER_PORT": str(port),
+        "MLFLOW_KSERVE_SERVER_METRICS_PORT": str(free_port()),
         "MLFLOW_KSERVE_ENV_DIR": str(pod / "env"),
         "MLFLOW_KSERVE_MODELS_DIR": str(pod / "models"),
         "MLFLOW_KSERVE_WORK_DIR": str(pod / "work"),
@@ -89,6 +92,7 @@ def test_server_runs_the_venv_from_the_cache_entry_and_keeps_it(models: dict[str
     entry = (cache_dir / "envs").resolve() / next(p.name for p in (cache_dir / "envs").iterdir())
     assert venv.is_symlink() and venv.resolve() == entry / "venv"
     assert report(pod / "env")["venv"] == str(entry / "venv")
+    assert report(pod / "env")["backend"]["name"] == "mlflow", "auto"
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v2/models/iris"
@@ -112,12 +116,12 @@ def test_server_runs_the_venv_from_the_cache_entry_and_keeps_it(models: dict[str
 @pytest.mark.e2e
 def test_slim_serves_with_mlflow_skinny(models: dict[str, BuiltModel], tmp_path: Path, shared_cache: Path) -> None:
     model = models["sklearn-columns"]
-    args = ["--model-uri", str(model.path), "--work-dir", str(tmp_path / "work"), "--slim"]
+    args = ["--model-uri", str(model.path), "--work-dir", str(tmp_path / "work"), "--slim", "--backend", "mlserver"]
     with served(args, dict(os.environ), free_port(), "iris", tmp_path / "run.log") as server:
         answer = server.infer(v2_request(model.expected))
         env_dir = next((tmp_path / "work" / "models").glob("*/env"))
         facts = json.loads((env_dir / "report.json").read_text())
     assert answer["outputs"][0]["data"] == pytest.approx(model.expected["output"])
-    assert facts["slim"] is True
+    assert facts["slim"] is True and facts["backend"]["name"] == "mlserver"
     assert "mlflow" not in facts["packages"]
     assert facts["packages"]["mlflow-skinny"] == model.expected["mlflow"]

@@ -33,8 +33,8 @@ def test_check_table_and_json_logs(models: dict[str, object], cli_env: dict[str,
     proc = mlflow_kserve([*args, *_dirs(tmp_path)], cli_env)
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout
-    for needle in ("serving stack", "mlserver==1.7.1", "model requires", "roman==5.2", "prometheus-client<1",
-                   "locked packages ("):  # fmt: skip
+    for needle in ("mlflow  (auto: MLflow 3.17.2 has", "no package added", "model requires", "roman==5.2",
+                   "prometheus-client<1", "locked packages ("):  # fmt: skip
         assert needle in table
     logs = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
     steps = {entry["step"]: entry["seconds"] for entry in logs if "seconds" in entry}

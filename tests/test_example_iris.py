@@ -1,6 +1,7 @@
-"""The README's main job on the bundled example: train examples/iris, `mlflow-kserve run` it, send
-examples/iris/request.json. Also the other V2 shapes MLServer's MLflow runtime accepts for a column model, and how
-`run` starts the server: from the cache entry (held in use), MLServer without inference workers."""
+"""The README's main job on the bundled example: train examples/iris, `mlflow-kserve run` it (auto: the mlflow
+backend), send examples/iris/request.json. Also the other V2 shapes a column model accepts, and how `run` starts
+the server: from the cache entry (held in use), or a copy; MLServer (asked for) with the environment's
+MLSERVER_PARALLEL_WORKERS (its default, 0: tests/test_runner.py)."""
 
 from __future__ import annotations
 
@@ -40,17 +41,18 @@ def test_bundled_iris_example_serves_the_readme_request(cli_env: dict[str, str],
         entry = venv.resolve().parent
         assert venv.is_symlink() and entry.parent == shared_cache / "envs", "served from the cache, nothing copied"
         assert not _can_lock(entry / "in-use"), "the entry is held in use while the server runs"
-        assert _server_env(server.proc.pid)["MLSERVER_PARALLEL_WORKERS"] == "0", "the chart's default"
+        assert "mlflow_kserve_server" in _server_cmdline(server.proc.pid), "auto: the mlflow backend"
     assert _can_lock(entry / "in-use"), "released once the server stopped"
 
     copy_env = {**cli_env, "MLSERVER_PARALLEL_WORKERS": "2"}
-    work = ["--work-dir", str(tmp_path / "copy")]
+    work = ["--work-dir", str(tmp_path / "copy"), "--backend", "mlserver"]
     with served([*args[:2], *work, *args[4:], "--copy-from-cache"], copy_env, free_port(), "iris-model",
                 tmp_path / "copy.log") as server:  # fmt: skip
         assert [o["data"] for o in server.infer(request)["outputs"]] == [[0, 2]]
         venv = next((tmp_path / "copy" / "models").glob("*/env/venv"))
         assert venv.is_dir() and not venv.is_symlink(), "--copy-from-cache: a copy"
         assert _can_lock(entry / "in-use"), "a copy holds no lock on the entry"
+        assert "mlserver" in _server_cmdline(server.proc.pid)
         assert _server_env(server.proc.pid)["MLSERVER_PARALLEL_WORKERS"] == "2", "the environment's value wins"
 
 
@@ -65,8 +67,16 @@ def _can_lock(path: Path) -> bool:
         os.close(fd)
 
 
-def _server_env(run_pid: int) -> dict[str, str]:
-    """The environment of the server `run` started (its only child)."""
+def _server_pid(run_pid: int) -> str:
+    """The server `run` started (its only child)."""
     (child,) = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
-    raw = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+    return child
+
+
+def _server_env(run_pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{_server_pid(run_pid)}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _server_cmdline(run_pid: int) -> str:
+    return Path(f"/proc/{_server_pid(run_pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -114,8 +114,11 @@ def test_6_auto_gives_both_reasons_when_no_backend_resolves(
     proc = _init(str(broken), tmp_path, env)
     assert proc.returncode == 6, proc.stderr
     message = last_error(proc)
-    assert "no serving backend fits this model: MLServer: the model's requirements conflict with MLServer's" in message
-    assert "; MLflow's scoring server: the model's own requirements cannot be resolved (uv): " in message
+    assert (
+        "no serving backend fits this model: MLflow's scoring server: the model's own requirements cannot be "
+        "resolved (uv): " in message
+    )
+    assert "; MLServer: the model's requirements conflict with MLServer's" in message
     assert "opentelemetry-proto" in message
     _assert_nothing_ready(tmp_path)
 
@@ -144,7 +147,8 @@ def test_8_run_exits_non_zero_when_mlserver_cannot_load(
 ) -> None:
     # --no-verify lets the broken model reach MLServer, which exits 0 after failing to load it.
     port = free_port()
-    args = ["--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify"]
+    args = ["--model-uri", str(models["loader-raises"].path), "--name", "loader-raises", "--no-verify",
+            "--backend", "mlserver"]  # fmt: skip
     args += ["--work-dir", str(tmp_path), "--cache-dir", str(shared_cache), "--port", str(port)]
     args += ["--grpc-port", str(port + 1), "--metrics-port", str(port + 2)]
     proc = mlflow_kserve(["run", *args], cli_env)

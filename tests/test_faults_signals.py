@@ -101,8 +101,8 @@ def test_two_inits_racing_on_one_env_dir(models: dict[str, BuiltModel], tmp_path
             [line] = error_lines(err)
             assert "another mlflow-kserve (pid" in line and f"is using --env-dir {dirs.env}" in line, line
     check = subprocess.run(
-        [dirs.env / "venv" / "bin" / "python", "-c", "import mlflow.pyfunc, mlserver_mlflow"],
-        capture_output=True, text=True, timeout=600,
+        [dirs.env / "venv" / "bin" / "python", "-c", "import mlflow.pyfunc, mlflow_kserve_server.app"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(dirs.env / "lib")},
     )  # fmt: skip
     assert check.returncode == 0, check.stderr[-2000:]
     assert (dirs.env / "report.json").is_file()

@@ -27,14 +27,18 @@ def first(result: Plan) -> ServingStack:
     return result.backends.stacks[0]
 
 
+def mlserver_row(result: Plan) -> ServingStack:
+    return next(s for s in result.backends.stacks if s.backend == "mlserver")
+
+
 def test_python_env_yaml_model(tmp_path: Path) -> None:
     result = plan(write_model(tmp_path))
     assert result.env.source == "python_env.yaml"
     assert result.mlflow_version == "3.17.2"
     assert result.model_requirements == ("mlflow==3.17.2", "numpy==2.4.6", "scikit-learn==1.9.1")
-    assert [(s.backend, s.mlflow) for s in result.backends.stacks] == [("mlserver", ">=2.19"), ("mlflow", ">=3.11")]
-    assert result.requirements(first(result)) == (*result.model_requirements, *STACK_3)
-    assert result.requirements(result.backends.stacks[1]) == result.model_requirements, "mlflow adds nothing"
+    assert [(s.backend, s.mlflow) for s in result.backends.stacks] == [("mlflow", ">=3.11"), ("mlserver", ">=2.19")]
+    assert result.requirements(first(result)) == result.model_requirements, "mlflow adds nothing"
+    assert result.requirements(mlserver_row(result)) == (*result.model_requirements, *STACK_3)
     assert result.warnings == () and result.constraints == () and result.index_options == ()
 
 
@@ -155,10 +159,10 @@ def test_operator_extras_and_constraints(tmp_path: Path) -> None:
         root, extra_requirement=("prometheus-client<1", "numpy==2.4.6", "uvloop<0.22"), constraint=("numpy<3",)
     )
     assert result.extra_requirements == ("prometheus-client<1", "numpy==2.4.6", "uvloop<0.22")
-    assert result.requirements(first(result)) == (
+    assert result.requirements(mlserver_row(result)) == (
         "mlflow==3.17.2", "numpy==2.4.6", *STACK_3, "prometheus-client<1"
     )  # fmt: skip
-    assert result.requirements(result.backends.stacks[1]) == (
+    assert result.requirements(first(result)) == (
         "mlflow==3.17.2", "numpy==2.4.6", "prometheus-client<1", "uvloop<0.22"
     ), "the mlflow backend: the model's requirements and the operator's extras, nothing else"  # fmt: skip
     assert result.constraints == ("scipy<1.15", "numpy<3")
@@ -183,7 +187,7 @@ def test_to_dict_is_json(tmp_path: Path) -> None:
     assert data["model"]["flavors"] == ["python_function", "sklearn"]
     assert data["model"]["loader_module"] == "mlflow.sklearn"
     assert data["backends"]["requested"] == "auto"
-    assert [c["backend"] for c in data["backends"]["candidates"]] == ["mlserver", "mlflow"]
-    assert data["backends"]["candidates"][0]["requirements"] == list(STACK_3)
+    assert [c["backend"] for c in data["backends"]["candidates"]] == ["mlflow", "mlserver"]
+    assert data["backends"]["candidates"][1]["requirements"] == list(STACK_3)
     assert data["extra_requirements"] == ["prometheus-client<1"]
     assert len(data["warnings"]) == 1

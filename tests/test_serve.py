@@ -1,5 +1,7 @@
-"""`mlflow-kserve run` serves every real model, fetched from S3 and from the registry, and a V2 request
-returns exactly what the model's own `pyfunc.load_model(...).predict` returned where it was logged."""
+"""`mlflow-kserve run` serves every real model through auto, fetched from S3 and from the registry, and a V2 request
+returns exactly what the model's own `pyfunc.load_model(...).predict` returned where it was logged: models of MLflow
+>= 2.21 by the mlflow backend (the model's own packages, every pin unchanged, nothing added), older ones by MLServer
+1.6.1."""
 
 from __future__ import annotations
 
@@ -7,15 +9,15 @@ from pathlib import Path
 
 import pytest
 from support.cli import report, served, v2_request
-from support.models import BuiltModel
+from support.models import BuiltModel, model_pins
 from support.services import free_port
 
-SERVED_MODELS = {
-    "sklearn-columns": ("mlserver==1.7.1", "3.17.2"),
-    "custom-extra-dep": ("mlserver==1.7.1", "3.17.2"),
-    "sklearn-mlflow2": ("mlserver==1.7.1", "2.22.4"),
-    "sklearn-mlflow216": ("mlserver==1.6.1", "2.16.2"),
-    "sklearn-mlflow213": ("mlserver==1.6.1", "2.13.2"),
+SERVED_MODELS = {  # model -> (backend auto takes, the MLServer it adds, MLflow)
+    "sklearn-columns": ("mlflow", None, "3.17.2"),
+    "custom-extra-dep": ("mlflow", None, "3.17.2"),
+    "sklearn-mlflow2": ("mlflow", None, "2.22.4"),
+    "sklearn-mlflow216": ("mlserver", "mlserver==1.6.1", "2.16.2"),
+    "sklearn-mlflow213": ("mlserver", "mlserver==1.6.1", "2.13.2"),
 }
 
 
@@ -43,8 +45,17 @@ def test_run_serves_the_model_like_local_predict(
     outputs = answer["outputs"]
     assert len(outputs) == 1
     assert outputs[0]["data"] == pytest.approx(model.expected["output"])
-    stack, mlflow_version = SERVED_MODELS[name]
-    assert stack in facts["serving_stack"]
+    backend, stack, mlflow_version = SERVED_MODELS[name]
+    assert facts["backend"]["name"] == backend and facts["backend"]["requested"] == "auto"
+    if backend == "mlflow":
+        assert facts["serving_stack"] == [] and not {"mlserver", "mlserver-mlflow"} & set(facts["packages"])
+        pins = model_pins(model.path)
+        assert {n: facts["packages"][n] for n in pins} == pins, "every pin of the model, unchanged"
+        if mlflow_version < "3.11":  # its scoring server uses app.route, gone in Starlette 1.0
+            assert facts["packages"]["starlette"].startswith("0.")
+        assert "starting MLflow's scoring server" in server.output()
+    else:
+        assert stack in facts["serving_stack"]
     assert facts["mlflow_version"] == mlflow_version == model.expected["mlflow"]
     assert facts["packages"]["mlflow"] == mlflow_version
     if name == "custom-extra-dep":

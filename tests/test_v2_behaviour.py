@@ -1,7 +1,8 @@
 """The mlflow backend beside MLServer on a PythonModel built here with the test venv's MLflow (models from code:
-no pickled test classes) and served from the venv `mlflow-kserve init` builds for sklearn-columns (MLflow 3.17,
-MLServer 1.7.1). One model answers in every output kind its ``params`` ask for, so one server start covers:
-request ``parameters`` reaching ``predict(params=...)``, string (BYTES) columns in and out, a dict of arrays,
+no pickled test classes) and served from the venv `mlflow-kserve init --backend mlserver` builds for
+sklearn-columns (MLflow 3.17, MLServer 1.7.1). One model answers in every output kind its ``params`` ask for, so
+one server start covers: request ``parameters`` reaching ``predict(params=...)``, string (BYTES) columns in and out,
+a dict of arrays,
 the other output kinds, a model raising (500, the worker keeps serving), each bad request (4xx, the server keeps
 serving), versioned routes, MLflow's own routes, two workers and SIGTERM."""
 
@@ -92,7 +93,8 @@ def env(models: dict[str, BuiltModel], tmp_path_factory: pytest.TempPathFactory)
     from mlflow.models import infer_signature
 
     work = tmp_path_factory.mktemp("kinds")
-    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache")
+    columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache",
+                       "--backend", "mlserver")  # fmt: skip
     code = work / "kinds_model.py"
     code.write_text(MODEL_CODE)
     example = pd.DataFrame({"x": [1.0, 2.0], "text": ["a", "b"]})

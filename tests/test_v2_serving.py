@@ -36,7 +36,8 @@ def env_cache() -> Path:
 
 
 def _env(models: dict[str, BuiltModel], name: str, tmp_path: Path, cache: Path, *extra: str) -> ModelEnv:
-    return init_env(models[name].path, name, tmp_path / "work", cache, *extra)
+    """The model's venv as init builds it for MLServer (asked for): it has MLflow, so both servers run from it."""
+    return init_env(models[name].path, name, tmp_path / "work", cache, "--backend", "mlserver", *extra)
 
 
 def requests_for(expected: dict[str, Any]) -> list[dict[str, Any]]:

@@ -54,9 +54,9 @@ backend = _option(
     type=click.Choice(["auto", "mlserver", "mlflow"]),
     default="auto",
     show_default=True,
-    help="The server: mlserver (MLServer + mlserver-mlflow added to the model's packages; V2 REST and gRPC), "
-    "mlflow (the model's own MLflow scoring server with V2 routes; adds no package; MLflow >= 2.21), or auto: "
-    "MLServer when its table row fits and resolves with the model's pins, else mlflow.",
+    help="The server: mlflow (the model's own MLflow scoring server with the V2 routes; adds no package; MLflow >= "
+    "2.21), mlserver (MLServer + mlserver-mlflow added to the model's packages), or auto: mlflow whenever the "
+    "model's MLflow is 2.21 or newer, else MLServer.",
 )
 models_dir = _option(
     "--models-dir",

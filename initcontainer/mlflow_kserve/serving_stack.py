@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-BACKENDS = ("mlserver", "mlflow")  # auto's order of preference
+BACKENDS = ("mlflow", "mlserver")  # auto's order of preference (README "Serving backends" gives the reasons)
 LABELS = {"mlserver": "MLServer", "mlflow": "MLflow's scoring server"}
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 from mlflow_kserve.tools import uv_binary
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 # MLFLOW_KSERVE_TEST_CACHE moves the builder venvs and built models elsewhere (e.g. to time a cold build).
@@ -186,3 +188,19 @@ def _python_part(builder: str) -> tuple[str, ...]:
 
 def _digest(parts: tuple[str, ...]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def model_pins(model_dir: Path) -> dict[str, str]:
+    """The exact pins of the model's requirements.txt that apply on this interpreter (canonical names)."""
+    pins = {}
+    for line in (model_dir / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        specs = list(requirement.specifier)
+        if len(specs) == 1 and specs[0].operator == "==":
+            pins[canonicalize_name(requirement.name)] = specs[0].version
+    return pins
