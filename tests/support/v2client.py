@@ -201,11 +201,7 @@ class KServe:
         inputs = []
         for spec in request["inputs"]:
             tensor = self.InferInput(spec["name"], spec["shape"], spec["datatype"], parameters=spec.get("parameters"))
-            array = as_array(spec)
-            if spec.get("binary", True):
-                tensor.set_data_from_numpy(array, binary_data=True)
-            else:
-                tensor.data = flat(array)  # JSON: a flat list, BYTES as text
+            tensor.set_data_from_numpy(as_array(spec), binary_data=spec.get("binary", True))
             inputs.append(tensor)
         outputs = None
         if request.get("outputs") is not None:
