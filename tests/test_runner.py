@@ -34,3 +34,10 @@ def test_the_mlflow_backend_runs_from_the_venv_with_the_server_package_on_its_pa
     assert cmd[cmd.index("--port") + 1] == "9000" and cmd[cmd.index("--metrics-port") + 1] == "9002"
     assert "--grpc" not in cmd, "gRPC only when asked for"
     assert env["PYTHONPATH"] == str(tmp_path / "e" / "lib")
+
+
+def test_run_grpc_serves_the_mlflow_backends_grpc_on_the_grpc_port(tmp_path: Path) -> None:
+    settings = Settings.from_options(model_uri="/models/iris", models_dir=str(tmp_path / "m"),
+                                     env_dir=str(tmp_path / "e"), grpc=True)  # fmt: skip
+    cmd, _ = server_command(settings, "mlflow", tmp_path, port=9000, grpc_port=9001, metrics_port=9002)
+    assert cmd[cmd.index("--grpc") + 1 :][:2] == ["--grpc-port", "9001"]

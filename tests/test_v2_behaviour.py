@@ -1,25 +1,32 @@
 """The mlflow backend beside MLServer on a PythonModel built here with the test venv's MLflow (models from code:
 no pickled test classes) and served from the venv `mlflow-kserve init --backend mlserver` builds for
 sklearn-columns (MLflow 3.17, MLServer 1.7.1). One model answers in every output kind its ``params`` ask for, so
-one server start covers: request ``parameters`` reaching ``predict(params=...)``, string (BYTES) columns in and out,
-a dict of arrays,
-the other output kinds, a model raising (500, the worker keeps serving), each bad request (4xx, the server keeps
-serving), versioned routes, MLflow's own routes, two workers and SIGTERM."""
+one start of each server covers: request ``parameters`` reaching ``predict(params=...)``, string (BYTES) columns
+in and out, a dict of arrays, the other output kinds (MLServer's values; names and shapes as the metadata
+declares), tritonclient's defaults (binary tensors both ways) and compressed bodies, requested outputs, a model
+raising (500), each bad request (4xx) and body too big (413, a zip bomb too) with the next request on the same
+connection, the health and metadata routes, MLflow's own routes, the metrics; then two workers (their metrics
+summed) and SIGTERM."""
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
+import tritonclient.http as triton
 from support.cli import wait_ready
+from support.kinds import NAME, VERSION, request, save_kinds_model
 from support.models import CACHE, BuiltModel
 from support.services import free_port, stop
 from support.v2servers import (
@@ -32,79 +39,29 @@ from support.v2servers import (
     write_model_settings,
 )
 
-NAME, VERSION = "kinds", "3"
-MODEL_CODE = """
-import mlflow
-import numpy as np
-import pandas as pd
-
-
-class Kinds(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        kind, scale = params["kind"], params["scale"]
-        y = model_input["x"].to_numpy(dtype=np.float64) * scale
-        shout = [str(t).upper() for t in model_input["text"]]
-        if kind == "raise":
-            raise ValueError("scale out of range: the model refuses this input")
-        return {
-            "frame": lambda: pd.DataFrame({"y": y, "shout": pd.Series(shout, dtype=object)}),
-            "array": lambda: y,
-            "matrix": lambda: np.arange(6, dtype=np.int32).reshape(2, 3),
-            "bools": lambda: y > 3,
-            "nan": lambda: np.array([np.nan, 1.5]),
-            "dict": lambda: {"y": y, "shout": np.array(shout)},
-            "strings": lambda: shout,
-            "series": lambda: pd.Series(y),
-            "list": lambda: y.tolist(),
-            "scalar": lambda: float(y.sum()),
-            "text": lambda: " ".join(shout),
-        }[kind]()
-
-
-mlflow.models.set_model(Kinds())
-"""
-# Where MLServer 1.7.1 answers 500 (its fallback codec takes only a dict of arrays); ours answers these:
+# Where MLServer 1.7.1 answers 500 (its fallback codec takes only a dict of arrays); ours answers these. The kinds
+# model's signature declares two outputs (y, shout), so a single unnamed output is output-0, of its own shape.
 MLSERVER_FAILS = {
-    "series": [{"name": "output-1", "shape": [3, 1], "datatype": "FP64", "parameters": {"content_type": "np"},
+    "series": [{"name": "output-0", "shape": [3], "datatype": "FP64", "parameters": {"content_type": "np"},
                 "data": [2.0, 4.0, 6.0]}],
-    "list": [{"name": "output-1", "shape": [3, 1], "datatype": "FP64", "parameters": {"content_type": "np"},
+    "list": [{"name": "output-0", "shape": [3], "datatype": "FP64", "parameters": {"content_type": "np"},
               "data": [2.0, 4.0, 6.0]}],
-    "scalar": [{"name": "output-1", "shape": [1], "datatype": "FP64", "parameters": {"content_type": "np"},
+    "scalar": [{"name": "output-0", "shape": [1], "datatype": "FP64", "parameters": {"content_type": "np"},
                 "data": [12.0]}],
-    "text": [{"name": "output-1", "shape": [1, 1], "datatype": "BYTES", "parameters": {"content_type": "str"},
+    "text": [{"name": "output-0", "shape": [1], "datatype": "BYTES", "parameters": {"content_type": "str"},
               "data": ["A BÉ C"]}],
 }  # fmt: skip
 ANSWERED_ALIKE = ["frame", "array", "matrix", "bools", "nan", "dict", "strings"]
-
-
-def request(kind: str, **change: Any) -> dict[str, Any]:
-    inputs = [
-        {"name": "x", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]},
-        {"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "bé", "c"]},
-    ]
-    return {"inputs": inputs, "parameters": {"kind": kind, "scale": 2.0}, **change}
+LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
 def env(models: dict[str, BuiltModel], tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
     """The kinds model saved with the test venv's MLflow, beside the sklearn-columns venv (MLflow 3.17.2)."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
     work = tmp_path_factory.mktemp("kinds")
     columns = init_env(models["sklearn-columns"].path, "sklearn-columns", work / "columns", CACHE / "v2-env-cache",
                        "--backend", "mlserver")  # fmt: skip
-    code = work / "kinds_model.py"
-    code.write_text(MODEL_CODE)
-    example = pd.DataFrame({"x": [1.0, 2.0], "text": ["a", "b"]})
-    signature = infer_signature(
-        example, pd.DataFrame({"y": [1.0], "shout": ["A"]}), params={"kind": "frame", "scale": 1.0}
-    )
-    mlflow.pyfunc.save_model(work / "model", python_model=str(code), signature=signature,
-                             pip_requirements=[f"mlflow=={mlflow.__version__}"])  # fmt: skip
-    write_model_settings(work / "models", NAME, work / "model", VERSION)
-    return ModelEnv(NAME, columns.python, work / "models")
+    return ModelEnv(NAME, columns.python, save_kinds_model(work))
 
 
 @pytest.fixture(scope="module")
@@ -112,20 +69,56 @@ def both(env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     logs = tmp_path_factory.mktemp("logs")
     with (
         mlserver(env, logs / "mlserver.log") as theirs,
-        mlflow_backend(env, logs / "ours.log", "--max-request-bytes", "4096") as ours,
+        mlflow_backend(env, logs / "ours.log", "--max-request-bytes", str(LIMIT)) as ours,
     ):
         yield ours, theirs
     assert ours.proc.returncode == 0, "SIGTERM: graceful stop, exit 0"
 
 
+class Connection:
+    """One keep-alive HTTP connection: every request of a test goes over the same socket, so a server that drops
+    the connection after an error fails the next request."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.http = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def post(self, path: str, body: bytes, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        self.http.request("POST", path, body=body, headers={"content-type": "application/json", **headers})
+        answer = self.http.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+    def infer(self, payload: Any, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return self.post(f"/v2/models/{NAME}/infer", body, **headers)
+
+    def socket(self) -> Any:
+        return self.http.sock
+
+
+def _shape_agrees(mine: list[int], theirs: list[int]) -> bool:
+    """MLServer adds a trailing 1 to one-dimensional outputs; ours keep the array's shape (the metadata's)."""
+    return mine == theirs or (theirs[-1:] == [1] and mine == theirs[:-1])
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("kind", ANSWERED_ALIKE)
-def test_each_output_kind_is_answered_exactly_like_mlserver(kind: str, both: tuple[Any, Any]) -> None:
+def test_each_output_kind_gets_mlservers_values_named_as_the_metadata_says(kind: str, both: tuple[Any, Any]) -> None:
     ours, theirs = both
     mine, reference = ours.infer(NAME, request(kind)), theirs.infer(NAME, request(kind))
     assert mine.status_code == reference.status_code == 200, (mine.text, reference.text)
-    for field in ("outputs", "model_name", "model_version", "parameters"):
+    for field in ("model_name", "model_version", "parameters"):
         assert mine.json()[field] == reference.json()[field], field
+    pairs = list(zip(mine.json()["outputs"], reference.json()["outputs"], strict=True))
+    for o, r in pairs:
+        assert (o["datatype"], o["data"], o.get("parameters")) == (r["datatype"], r["data"], r.get("parameters"))
+        assert o["name"] == r["name"].replace("output-1", "output-0"), "MLServer's single output is output-1"
+        assert _shape_agrees(o["shape"], r["shape"]), (o["shape"], r["shape"])
+    if kind in ("frame", "dict"):
+        metadata = requests.get(f"{ours.url}/v2/models/{NAME}", timeout=30).json()["outputs"]
+        declared = [(t["name"], t["datatype"], t["shape"]) for t in metadata]
+        answered = [(o["name"], o["datatype"], [-1, *o["shape"][1:]]) for o in mine.json()["outputs"]]
+        assert answered == declared, "infer returns the outputs the metadata lists"
     if kind in ("frame", "array", "dict"):
         assert mine.json()["outputs"][0]["data"] == [2.0, 4.0, 6.0], "params.scale reached predict"
     if kind in ("frame", "dict", "strings"):
@@ -143,65 +136,148 @@ def test_what_mlserver_cannot_encode_gets_an_answer(kind: str, both: tuple[Any, 
 
 
 @pytest.mark.e2e
-def test_an_exception_in_the_model_is_a_500_with_its_text_and_the_server_goes_on(both: tuple[Any, Any]) -> None:
+def test_tritonclient_defaults_binary_tensors_and_compression_get_the_json_answer(both: tuple[Any, Any]) -> None:
+    ours, _ = both
+    json_answer = ours.infer(NAME, request("dict")).json()["outputs"]
+    client = triton.InferenceServerClient(ours.url.removeprefix("http://"), network_timeout=60)
+    x = triton.InferInput("x", [3], "FP64")
+    x.set_data_from_numpy(np.array([1.0, 2.0, 3.0]))  # binary_data=True: tritonclient's default
+    text = triton.InferInput("text", [3], "BYTES")
+    text.set_data_from_numpy(np.array(["a", "bé", "c"], dtype=object))
+    for algorithm in (None, "gzip", "deflate"):
+        result = client.infer(
+            NAME,
+            [x, text],
+            parameters={"kind": "dict", "scale": 2.0},
+            request_compression_algorithm=algorithm,
+            response_compression_algorithm=algorithm,
+        )
+        outputs = result.get_response()["outputs"]
+        assert all("binary_data_size" in o["parameters"] for o in outputs), "tritonclient asks for binary outputs"
+        assert [o["name"] for o in outputs] == [o["name"] for o in json_answer]
+        assert result.as_numpy("y").reshape(-1).tolist() == json_answer[0]["data"]
+        assert [v.decode() for v in result.as_numpy("shout").reshape(-1)] == json_answer[1]["data"]
+    picked = client.infer(
+        NAME,
+        [x, text],
+        parameters={"kind": "dict", "scale": 2.0},
+        outputs=[triton.InferRequestedOutput("shout", binary_data=False)],
+    ).get_response()
+    assert [(o["name"], o["data"]) for o in picked["outputs"]] == [("shout", ["A", "BÉ", "C"])]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "parameters"]
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(NAME)
+
+
+@pytest.mark.e2e
+def test_an_exception_in_the_model_is_a_500_with_its_text_and_the_connection_goes_on(both: tuple[Any, Any]) -> None:
     ours, theirs = both
+    assert theirs.infer(NAME, request("raise")).status_code == 500
+    connection = Connection(ours.url)
     for _ in range(3):
-        failed = ours.infer(NAME, request("raise"))
-        assert failed.status_code == 500 == theirs.infer(NAME, request("raise")).status_code
-        assert "scale out of range: the model refuses this input" in failed.json()["error"]
-        assert ours.infer(NAME, request("array")).status_code == 200
+        status, _headers, body = connection.infer(request("raise"))
+        assert status == 500 and json.loads(body) == {
+            "error": "the model failed: ValueError: scale out of range: the model refuses this input"
+        }
+        socket = connection.socket()
+        status, _headers, body = connection.infer(request("array"))
+        assert status == 200 and connection.socket() is socket, "the same connection"
+
+
+def _binary_request() -> tuple[bytes, dict[str, str]]:
+    head = json.dumps({"inputs": [
+        {"name": "x", "shape": [3], "datatype": "FP64", "parameters": {"binary_data_size": 24}},
+        {"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]},
+    ], "parameters": {"kind": "array", "scale": 2.0}}).encode()  # fmt: skip
+    return head + np.array([1.0, 2.0, 3.0]).tobytes(), {"inference-header-content-length": str(len(head))}
 
 
 BAD_REQUESTS = [
     ("unknown input", request("array", inputs=[*request("array")["inputs"], {"name": "z", "shape": [3],
-     "datatype": "FP64", "data": [1, 2, 3]}]), 400, "unknown input 'z'"),
-    ("missing input", request("array", inputs=request("array")["inputs"][:1]), 400, "missing inputs"),
+     "datatype": "FP64", "data": [1, 2, 3]}]), {}, 400, "unknown input 'z'"),
+    ("missing input", request("array", inputs=request("array")["inputs"][:1]), {}, 400, "missing inputs"),
     ("wrong shape", request("array", inputs=[{**request("array")["inputs"][0], "shape": [4]},
-     request("array")["inputs"][1]]), 400, "shape [4] needs 4"),
-    ("wrong datatype", request("array", inputs=[{**request("array")["inputs"][0], "datatype": "BYTES",
-     "data": ["1", "2", "3"]}, request("array")["inputs"][1]]), 400, "x"),
+     request("array")["inputs"][1]]), {}, 400, "shape [4] needs 4"),
+    ("strings for a number column (pandas 3: ArrowInvalid)", request("array", inputs=[{**request("array")["inputs"][0],
+     "datatype": "BYTES", "data": ["1", "2", "3"]}, request("array")["inputs"][1]]), {}, 400,
+     "input 'x': datatype BYTES, but the model's signature says this column is FP64"),
     ("data not matching datatype", request("array", inputs=[{**request("array")["inputs"][0],
-     "data": [1, "two", 3]}, request("array")["inputs"][1]]), 400, "FP64 data must be numbers"),
-    ("a param of the wrong type", request("array", parameters={"kind": "array", "scale": "big"}), 400, "scale"),
-    ("malformed JSON", b'{"inputs": [', 400, "not valid JSON"),
-    ("no inputs", {"parameters": {}}, 400, "needs 'inputs'"),
-    ("body over the size limit", request("array", pad="x" * 5000), 413, "over 4096 bytes"),
+     "data": [1, "two", 3]}, request("array")["inputs"][1]]), {}, 400, "FP64 data must be numbers"),
+    ("a param of the wrong type", request("array", parameters={"kind": "array", "scale": "big"}), {}, 400, "scale"),
+    ("a bad protocol parameter", request("array", parameters={"kind": "array", "scale": 2.0,
+     "binary_data_output": "yes"}), {}, 400, "binary_data_output must be true or false"),
+    ("an unknown requested output", request("dict", outputs=[{"name": "nope"}]), {}, 400, "unknown output 'nope'"),
+    ("malformed JSON", b'{"inputs": [', {}, 400, "not valid JSON"),
+    ("no inputs", {"parameters": {}}, {}, 400, "needs 'inputs'"),
+    ("binary data without its header", _binary_request()[0], {}, 400, "Inference-Header-Content-Length"),
+    ("binary data shorter than declared", _binary_request()[0][:-8], _binary_request()[1], 400, "runs past the end"),
+    ("a body that is not gzip", b"plain", {"content-encoding": "gzip"}, 400, "not valid gzip data"),
+    ("an unknown content encoding", b"{}", {"content-encoding": "br"}, 415, "'br' is not supported"),
+    ("a zip bomb: 3 kB that inflate to 3 MB", gzip.compress(json.dumps(request("array", pad="x" * 3_000_000))
+     .encode(), 9), {"content-encoding": "gzip"}, 413, "over 4096 bytes (decompressed)"),
 ]  # fmt: skip
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("case", "payload", "status", "message"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
-def test_a_bad_request_gets_a_v2_error_and_the_server_goes_on(
-    case: str, payload: Any, status: int, message: str, both: tuple[Any, Any]
+@pytest.mark.parametrize(("case", "payload", "headers", "status", "message"), BAD_REQUESTS,
+                         ids=[c[0] for c in BAD_REQUESTS])  # fmt: skip
+def test_a_bad_request_gets_a_one_line_v2_error_and_the_connection_goes_on(
+    case: str, payload: Any, headers: dict[str, str], status: int, message: str, both: tuple[Any, Any]
 ) -> None:
     ours, _ = both
-    answer = ours.infer(NAME, payload)
-    assert answer.status_code == status, answer.text
-    assert set(answer.json()) == {"error"} and message in answer.json()["error"]
-    assert ours.infer(NAME, request("array")).json()["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+    connection = Connection(ours.url)
+    answer_status, answer_headers, body = connection.infer(payload, **headers)
+    assert answer_status == status, body
+    error = json.loads(body)
+    assert set(error) == {"error"} and message in error["error"], error
+    assert "\n" not in error["error"] and "Traceback" not in error["error"]
+    assert not re.search(r"(?<![\w.:/])/[\w.-]+/", error["error"]), "no server path"
+    assert answer_headers.get("connection") != "close"
+    socket = connection.socket()
+    good_status, _headers, good = connection.infer(request("array"))
+    assert good_status == 200 and json.loads(good)["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+    assert connection.socket() is socket, "the same connection served the next request"
 
 
 @pytest.mark.e2e
-def test_v2_routes_answer_like_mlserver_and_mlflows_own_routes_stay(both: tuple[Any, Any]) -> None:
+def test_binary_inputs_and_a_body_over_the_limit_unread(both: tuple[Any, Any]) -> None:
+    """A body refused unread for its size says Connection: close; the next connection is served."""
+    ours, _ = both
+    body, headers = _binary_request()
+    status, _headers, answer = Connection(ours.url).infer(body, **headers)
+    assert status == 200 and json.loads(answer)["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+    status, headers, answer = Connection(ours.url).infer(request("array", pad="x" * 5000))
+    assert status == 413 and headers["connection"] == "close"
+    assert json.loads(answer) == {"error": json.loads(answer)["error"]} and "over 4096 bytes" in answer.decode()
+    assert Connection(ours.url).infer(request("array"))[0] == 200
+
+
+@pytest.mark.e2e
+def test_health_metadata_and_mlflows_own_routes(both: tuple[Any, Any]) -> None:
     ours, theirs = both
 
     def get(server: Any, path: str) -> requests.Response:
         return requests.get(server.url + path, timeout=30)
 
+    assert get(ours, "/v2/health/live").json() == {"live": True}, "the KServe SDK reads this body"
+    assert get(ours, "/v2/health/ready").json() == {"ready": True}
+    assert get(ours, f"/v2/models/{NAME}/ready").json() == {"name": NAME, "ready": True}
     paths = ["/v2/health/live", "/v2/health/ready", f"/v2/models/{NAME}/ready", "/v2/models/nope",
              f"/v2/models/{NAME}/versions/{VERSION}/ready", "/v2/models/nope/ready",
              f"/v2/models/{NAME}/versions/9/ready", f"/v2/models/{NAME}/versions/9"]  # fmt: skip
     for path in paths:
-        mine, reference = get(ours, path), get(theirs, path)
-        assert mine.status_code == reference.status_code, path
-        assert mine.content == reference.content, path
+        assert get(ours, path).status_code == get(theirs, path).status_code, path
+    assert get(ours, "/v2/models/nope").json() == {"error": "Model nope not found"}
     versioned = ours.infer(NAME, request("array"), version=VERSION)
     assert versioned.status_code == 200 and versioned.json()["model_version"] == VERSION
     assert ours.infer(NAME, request("array"), version="9").json() == {"error": f"Model {NAME} with version 9 not found"}
     metadata = get(ours, f"/v2/models/{NAME}").json()
-    assert [(t["name"], t["datatype"]) for t in metadata["inputs"]] == [("x", "FP64"), ("text", "BYTES")]
-    assert metadata["parameters"] == {"content_type": "pd"}
-    assert get(ours, "/v2").json()["name"] == "mlflow"
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
+        ("x", "FP64", [-1, 1]), ("text", "BYTES", [-1, 1])
+    ]  # fmt: skip
+    assert [(t["name"], t["datatype"]) for t in metadata["outputs"]] == [("y", "FP64"), ("shout", "BYTES")]
+    assert metadata["parameters"] == {"content_type": "pd"} and metadata["versions"] == [VERSION]
+    server = get(ours, "/v2").json()
+    assert server["name"] == "mlflow" and server["extensions"] == ["binary_tensor_data", "parameters"]
     assert get(ours, "/ping").status_code == 200 and get(ours, "/version").text.startswith("3.")
     invocation = requests.post(
         ours.url + "/invocations",
@@ -212,7 +288,26 @@ def test_v2_routes_answer_like_mlserver_and_mlflows_own_routes_stay(both: tuple[
 
 
 @pytest.mark.e2e
-def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEnv, tmp_path: Path) -> None:
+def test_metrics_count_requests_by_status_with_no_package_added(both: tuple[Any, Any]) -> None:
+    ours, _ = both
+    ok, bad = (
+        _metric(ours.log, "inference_requests_total", 'status="200"'),
+        _metric(ours.log, "inference_requests_total", 'status="400"'),
+    )
+    predicted = _metric(ours.log, "request_predict_seconds_count")
+    ours.infer(NAME, request("array"))
+    ours.infer(NAME, b"{")
+    assert _metric(ours.log, "inference_requests_total", 'status="200"') == ok + 1
+    assert _metric(ours.log, "inference_requests_total", 'status="400"') == bad + 1
+    assert _metric(ours.log, "request_predict_seconds_count") == predicted + 1, "KServe's predict histogram"
+    text = _metrics_text(ours.log)
+    assert "# TYPE request_predict_seconds histogram" in text and 'le="+Inf"' in text
+
+
+@pytest.mark.e2e
+def test_two_workers_each_load_the_model_their_metrics_summed_and_sigterm_stops_them_all(
+    env: ModelEnv, tmp_path: Path
+) -> None:
     port = free_port()
     log = tmp_path / "workers.log"
     with log.open("w") as out:
@@ -221,14 +316,14 @@ def test_two_workers_each_load_the_model_and_sigterm_stops_them_all(env: ModelEn
                                 stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
         try:
             wait_ready(proc, f"http://127.0.0.1:{port}/v2/models/{NAME}", 600, log.read_text)
-            for _ in range(10):
+            assert _ready_line(log, "2 workers"), log.read_text()
+            for _ in range(10):  # a new connection each: both workers answer some
                 answer = requests.post(f"http://127.0.0.1:{port}/v2/models/{NAME}/infer", json=request("array"),
                                        timeout=60)  # fmt: skip
                 assert answer.json()["outputs"][0]["data"] == [2.0, 4.0, 6.0]
-            assert _ready_line(log, "2 workers"), log.read_text()
             workers = _children(proc.pid)
             assert len(workers) == 2, workers
-            assert _metric(log, "model_infer_request_success_total") == 10.0, "both workers' counts, summed"
+            assert _metric(log, "inference_requests_total", 'status="200"') == 10.0, "both workers' counts, summed"
         finally:
             stop(proc, signal.SIGTERM, 90)
     assert proc.returncode == 0, log.read_text()[-3000:]
@@ -297,32 +392,19 @@ def test_sigterm_inside_c_code_that_runs_python_still_exits_0(env: ModelEnv, tmp
     assert returncode == 0, text[-3000:]
 
 
-@pytest.mark.e2e
-def test_metrics_count_inferences_when_the_venv_has_prometheus_client(both: tuple[Any, Any]) -> None:
-    ours, _ = both
-    before = _metric(ours.log, "model_infer_request_success_total")
-    ours.infer(NAME, request("array"))
-    assert _metric(ours.log, "model_infer_request_success_total") == before + 1
-
-
-@pytest.mark.e2e
-def test_no_metrics_port_without_prometheus_client_in_the_venv(env: ModelEnv, tmp_path: Path) -> None:
-    """The test venv (MLflow 3.17, no prometheus_client) as the model's venv: the server says so and serves."""
-    import importlib.util
-
-    assert importlib.util.find_spec("prometheus_client") is None
-    bare = ModelEnv(NAME, Path(sys.executable), env.models_dir)
-    with mlflow_backend(bare, tmp_path / "bare.log") as ours:
-        assert ours.infer(NAME, request("array")).status_code == 200
-        assert "no metrics port: the model's venv has no prometheus_client" in ours.output()
-        assert "metrics on" not in ours.output()
-
-
-def _metric(log: Path, name: str) -> float:
-    """A sample of the server's /metrics, summed over labels (the port is in its "metrics on" log line)."""
+def _metrics_text(log: Path) -> str:
     url = re.search(r"metrics on (http://\S+)", log.read_text()).group(1)
-    text = requests.get(url.replace("0.0.0.0", "127.0.0.1"), timeout=30).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return requests.get(url.replace("0.0.0.0", "127.0.0.1"), timeout=30).text
+
+
+def _metric(log: Path, name: str, *labels: str) -> float:
+    """A sample of the server's /metrics with ``labels``, summed over the rest (the port is in its "metrics on" log
+    line)."""
+    return sum(
+        float(line.split()[-1])
+        for line in _metrics_text(log).splitlines()
+        if line.startswith(name + "{") and all(label in line for label in labels)
+    )
 
 
 def _ready_line(log: Path, text: str, within: float = 30.0) -> bool:

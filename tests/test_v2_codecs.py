@@ -1,8 +1,9 @@
-"""The mlflow backend's V2 codecs, in process: requests parsed and checked (every datatype, shapes, each kind of
-mistake), decoded from the model's signature the way mlserver-mlflow 1.7.1 does (pd columns, one np tensor,
-named tensors, str / base64 / datetime / pd_json inputs), and predictions encoded as MLServer 1.7.1 encodes them
-(names, shapes, datatypes, content types; NaN as null). Side by side with a real MLServer: test_v2_serving.py
-and test_v2_behaviour.py."""
+"""The mlflow backend's V2 codecs, in process: JSON requests parsed and checked (every datatype, shapes, each kind
+of mistake), decoded from the model's signature the way mlserver-mlflow 1.7.1 does (pd columns, one np tensor,
+named tensors, str / base64 / datetime / pd_json inputs), and predictions encoded into the outputs MLServer 1.7.1
+gives (datatypes, content types; NaN as null), named and shaped as the model metadata declares them
+(``output-0``, the array's own shape; columns [N, 1]). The binary extension, compression and gRPC:
+test_v2_protocol.py; against real servers: test_v2_serving.py and test_v2_behaviour.py."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema, Tens
 from mlflow_kserve_server.decode import decode
 from mlflow_kserve_server.encode import EncodeError, encode
 from mlflow_kserve_server.errors import V2Error
-from mlflow_kserve_server.protocol import parse_request
+from mlflow_kserve_server.rest_codec import decode_request as parse_request
+from mlflow_kserve_server.rest_codec import encode_response
 from mlflow_kserve_server.signature import read_signature
+from mlflow_kserve_server.tensors import InferResponse
 
 COLUMNS = read_signature(
     ModelSignature(
@@ -47,6 +50,14 @@ def tensor(name: str, datatype: str, shape: list[int], data: Any, **parameters: 
 
 def decoded(signature: Any, *inputs: dict[str, Any], **extra: Any) -> Any:
     return decode(parse_request(body(*inputs, **extra)), signature)
+
+
+def outputs(prediction: Any, declared: Any = None) -> list[dict[str, Any]]:
+    """``prediction`` encoded, as the JSON response's ``outputs``."""
+    response = InferResponse("m", None, "1", encode(prediction, declared).outputs)
+    content, json_length = encode_response(response, None)
+    assert json_length is None
+    return json.loads(content)["outputs"]
 
 
 # --- parsing: every datatype ------------------------------------------------------------------------------------
@@ -98,6 +109,7 @@ def test_null_in_floating_point_data_is_nan() -> None:
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object"),
         (b'{"inputs": []}', "non-empty list"),
+        (b'{"inputs": {}}', "non-empty list"),
         (b'{"id": 3, "inputs": [{"name": "t", "shape": [1], "datatype": "FP64", "data": [1]}]}', "'id' must be"),
         (body({"shape": [1], "datatype": "FP64", "data": [1]}), "needs a 'name'"),
         (body(tensor("t", "FP64", [-1], [1])), "non-negative integers"),
@@ -113,8 +125,11 @@ def test_null_in_floating_point_data_is_nan() -> None:
         (body(tensor("t", "BOOL", [1], [1])), "BOOL data must be true or false; found 1"),
         (body(tensor("t", "BYTES", [1], [5])), "BYTES data must be strings; found 5"),
         (body(tensor("t", "FP64", [1], [1]), tensor("t", "FP64", [1], [2])), "repeated: t"),
-        (body(tensor("t", "FP64", [1], [1], content_type="nope")), "unknown content_type 'nope'"),
         (body(tensor("t", "FP64", [1], [1]), parameters=[1]), "'parameters' must be an object"),
+        (body(tensor("t", "FP64", [1], [1]), parameters={"binary_data_output": "yes"}), "must be true or false"),
+        (body(tensor("t", "FP64", [1], [1]), outputs={"name": "y"}), "'outputs' must be a list"),
+        (body(tensor("t", "FP64", [1], [1]), outputs=[{"name": "y"}, {"name": "y"}]), "repeated: y"),
+        (body(tensor("t", "FP64", [1], [1]), outputs=[{}]), "outputs[0] needs a 'name'"),
     ],
 )
 def test_a_malformed_request_is_a_400_naming_the_mistake(raw: bytes, message: str) -> None:
@@ -127,6 +142,8 @@ def test_request_parameters_other_than_the_protocols_go_to_the_model() -> None:
     request = parse_request(body(tensor("t", "FP64", [1], [1]), parameters={"content_type": "np", "scale": 2}))
     assert request.model_params() == {"scale": 2}
     assert parse_request(body(tensor("t", "FP64", [1], [1]), parameters={"headers": {}})).model_params() is None
+    binary = {"binary_data_output": True, "scale": 1}
+    assert parse_request(body(tensor("t", "FP64", [1], [1]), parameters=binary)).model_params() == {"scale": 1}
 
 
 # --- decoding from the signature --------------------------------------------------------------------------------
@@ -186,6 +203,9 @@ def test_base64_datetime_and_pd_json_inputs() -> None:
         (COLUMNS, [tensor("x", "FP64", [2], [1, 2]), tensor("n", "INT64", [1], [1])], {}, "same length"),
         (COLUMNS, [tensor("x", "FP64", [1], [1])], {"parameters": {"content_type": "xml"}}, "unknown request"),
         (COLUMNS, [tensor("x", "FP64", [1], [1], content_type="str")], {}, "needs datatype BYTES"),
+        (NO_SIGNATURE, [tensor("x", "FP64", [1], [1], content_type="nope")], {}, "unknown content_type 'nope'"),
+        (COLUMNS, [tensor("x", "BYTES", [1], ["1.5"])], {}, "datatype BYTES, but the model's signature says this "
+         "column is FP64"),
         (NO_SIGNATURE, [tensor("d", "BYTES", [1], ["{"], content_type="pd_json")],
          {"parameters": {"content_type": "pd"}}, "not a JSON document"),
         (NO_SIGNATURE, [tensor("d", "BYTES", [1], ["x"], content_type="datetime")], {}, "not an ISO 8601"),
@@ -205,13 +225,13 @@ def test_the_signature_as_v2_metadata_like_mlserver_mlflow() -> None:
         ("text", "BYTES", [-1, 1], "str"),
         ("n", "INT64", [-1, 1], "np"),
     ]
-    assert [(t.name, t.datatype) for t in COLUMNS.outputs] == [("output-0", "FP64")]
+    assert [(t.name, t.datatype, t.shape) for t in COLUMNS.outputs] == [("output-0", "FP64", [-1, 1])]
     assert [(t.name, t.datatype, t.shape) for t in ONE_TENSOR.inputs] == [("input-0", "FP32", [-1, 3])]
     assert (COLUMNS.content_type, ONE_TENSOR.content_type, NAMED_TENSORS.content_type) == ("pd", "np", "dict")
     assert NO_SIGNATURE.inputs is None and NO_SIGNATURE.content_type is None
 
 
-# --- encoding like MLServer -------------------------------------------------------------------------------------
+# --- encoding: MLServer's outputs, named and shaped as the metadata says ----------------------------------------
 
 
 def np_output(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict[str, Any]:
@@ -224,61 +244,84 @@ def np_output(name: str, datatype: str, shape: list[int], data: list[Any]) -> di
      ("uint8", "UINT8"), ("uint16", "UINT16"), ("uint32", "UINT32"), ("uint64", "UINT64"),
      ("float16", "FP16"), ("float32", "FP32"), ("float64", "FP64")],
 )  # fmt: skip
-def test_an_array_is_one_output_with_its_datatype_and_a_batch_dimension(dtype: str, datatype: str) -> None:
+def test_an_array_is_one_output_with_its_datatype_and_its_own_shape(dtype: str, datatype: str) -> None:
     array = np.array([1, 0, 1], dtype=dtype)
-    encoded = encode(array)
-    assert encoded.content_type == "np"
-    assert encoded.outputs == [np_output("output-1", datatype, [3, 1], array.tolist())]
+    assert encode(array).content_type == "np"
+    assert outputs(array) == [np_output("output-0", datatype, [3], array.tolist())]
+
+
+def test_the_single_output_takes_the_signatures_name_and_a_columns_shape() -> None:
+    """What the metadata declares: an unnamed tensor ``output-0`` of its own shape; a column [N, 1]."""
+    tensor_output = read_signature(
+        ModelSignature(Schema([ColSpec("double")]), Schema([TensorSpec(np.dtype("float64"), (-1,))]))
+    )
+    assert [(t.name, t.shape) for t in tensor_output.outputs] == [("output-0", [-1])]
+    assert outputs(np.array([1.5, 2.5]), tensor_output.outputs) == [np_output("output-0", "FP64", [2], [1.5, 2.5])]
+    assert [(t.name, t.shape) for t in COLUMNS.outputs] == [("output-0", [-1, 1])]
+    assert outputs(np.array([1.5, 2.5]), COLUMNS.outputs) == [np_output("output-0", "FP64", [2, 1], [1.5, 2.5])]
+    named = read_signature(ModelSignature(Schema([ColSpec("double")]), Schema([ColSpec("long", "label")])))
+    assert outputs(np.array([1, 0]), named.outputs) == [np_output("label", "INT64", [2, 1], [1, 0])]
+    assert outputs(["a"], named.outputs)[0]["name"] == "label"
 
 
 def test_array_shapes_nan_infinity_and_strings() -> None:
-    assert encode(np.arange(6).reshape(2, 3)).outputs[0]["shape"] == [2, 3]
-    assert encode(np.float64(2.5)).outputs == [np_output("output-1", "FP64", [1], [2.5])]
-    assert encode(np.array([np.nan, np.inf, 1.0])).outputs[0]["data"] == [None, None, 1.0]
-    assert encode(np.array(["a", "bé"])).outputs == [np_output("output-1", "BYTES", [2, 1], ["a", "bé"])]
-    assert encode(np.array([b"x", "y"], dtype=object)).outputs[0]["data"] == ["x", "y"]
+    assert outputs(np.arange(6).reshape(2, 3))[0]["shape"] == [2, 3]
+    assert outputs(np.float64(2.5)) == [np_output("output-0", "FP64", [1], [2.5])]
+    assert outputs(np.array([np.nan, np.inf, 1.0]))[0]["data"] == [None, None, 1.0]
+    assert outputs(np.array(["a", "bé"])) == [np_output("output-0", "BYTES", [2], ["a", "bé"])]
+    assert outputs(np.array([b"x", "y"], dtype=object))[0]["data"] == ["x", "y"]
 
 
 def test_a_dataframe_is_one_output_per_column() -> None:
     frame = pd.DataFrame(
         {"y": [1.5, np.nan], "n": np.array([1, 2], dtype=np.int32), "s": ["a", "b"], "o": [{"k": 1}, [1, 2]]}
     )
-    encoded = encode(frame)
-    assert encoded.content_type == "pd"
-    assert encoded.outputs == [
+    assert encode(frame).content_type == "pd"
+    assert outputs(frame) == [
         {"name": "y", "shape": [2, 1], "datatype": "FP64", "data": [1.5, None]},
         {"name": "n", "shape": [2, 1], "datatype": "INT32", "data": [1, 2]},
         {"name": "s", "shape": [2, 1], "datatype": "BYTES", "parameters": {"content_type": "str"}, "data": ["a", "b"]},
         {"name": "o", "shape": [2, 1], "datatype": "BYTES", "parameters": {"content_type": "pd_json"},
          "data": ['{"k":1}', "[1,2]"]},
     ]  # fmt: skip
-    assert encode(pd.DataFrame([[1.0, 2.0]])).outputs[1]["name"] == "1", "column names are strings"
+    assert outputs(pd.DataFrame([[1.0, 2.0]]))[1]["name"] == "1", "column names are strings"
+
+
+def test_pandas_string_and_nullable_columns() -> None:
+    """pandas 3's default str dtype (MLServer 1.7.1: 500 KeyError 'O'), and nullable integers with a gap."""
+    frame = pd.DataFrame({"s": pd.Series(["a", None], dtype="string"), "i": pd.array([1, None], dtype="Int64")})
+    answer = outputs(frame)
+    assert answer[0] == {"name": "s", "shape": [2, 1], "datatype": "BYTES", "parameters": {"content_type": "str"},
+                         "data": ["a", None]}  # fmt: skip
+    assert answer[1]["datatype"] == "FP64" and answer[1]["data"] == [1.0, None], "a gap: NaN, which JSON writes null"
+    assert outputs(pd.DataFrame({"i": pd.array([1, 2], dtype="Int64")}))[0]["datatype"] == "INT64"
 
 
 def test_a_dict_of_arrays_is_one_output_per_key() -> None:
-    encoded = encode({"a": np.array([1, 2]), "b": np.array([["x"], ["y"]])})
-    assert encoded.content_type == "dict"
-    assert encoded.outputs == [
-        np_output("a", "INT64", [2, 1], [1, 2]),
+    assert encode({"a": np.array([1, 2])}).content_type == "dict"
+    assert outputs({"a": np.array([1, 2]), "b": np.array([["x"], ["y"]])}) == [
+        np_output("a", "INT64", [2], [1, 2]),
         np_output("b", "BYTES", [2, 1], ["x", "y"]),
     ]
 
 
 def test_a_list_of_strings_is_one_bytes_output() -> None:
-    str_output = {"name": "output-1", "shape": [2, 1], "datatype": "BYTES", "parameters": {"content_type": "str"}}
-    assert encode(["a", "b"]).outputs == [{**str_output, "data": ["a", "b"]}]
+    str_output = {"name": "output-0", "shape": [2], "datatype": "BYTES", "parameters": {"content_type": "str"}}
+    assert outputs(["a", "b"]) == [{**str_output, "data": ["a", "b"]}]
     assert encode(["a", "b"]).content_type == "str"
-    assert encode([]).outputs[0]["shape"] == [0, 1]
+    assert outputs([])[0]["shape"] == [0]
 
 
 def test_what_mlserver_cannot_encode_gets_the_nearest_form() -> None:
     """MLServer 1.7.1 answers 500 for these (its fallback codec wants a dict of arrays)."""
-    assert encode(pd.Series([1.0, 2.0])).outputs == [np_output("output-1", "FP64", [2, 1], [1.0, 2.0])]
-    assert encode([1, 2, 3]).outputs == [np_output("output-1", "INT64", [3, 1], [1, 2, 3])]
-    assert encode(3.5).outputs == [np_output("output-1", "FP64", [1], [3.5])]
-    assert encode({"a": [1.0, 2.0]}).outputs == [np_output("a", "FP64", [2, 1], [1.0, 2.0])]
-    assert encode("yes").outputs[0]["data"] == ["yes"] and encode("yes").content_type == "str"
+    assert outputs(pd.Series([1.0, 2.0])) == [np_output("output-0", "FP64", [2], [1.0, 2.0])]
+    assert outputs([1, 2, 3]) == [np_output("output-0", "INT64", [3], [1, 2, 3])]
+    assert outputs(3.5) == [np_output("output-0", "FP64", [1], [3.5])]
+    assert outputs({"a": [1.0, 2.0]}) == [np_output("a", "FP64", [2], [1.0, 2.0])]
+    assert outputs("yes")[0]["data"] == ["yes"] and encode("yes").content_type == "str"
     with pytest.raises(EncodeError, match="NoneType"):
         encode(None)
     with pytest.raises(EncodeError, match="ragged"):
         encode([[1], [1, 2]])
+    with pytest.raises(EncodeError, match="complex128"):
+        encode(np.array([1j]))

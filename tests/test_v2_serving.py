@@ -1,7 +1,9 @@
-"""The mlflow backend serves every fixture model from the venv `mlflow-kserve init` builds for it, beside
-MLServer started from the same venv: the same V2 requests (raw JSON and tritonclient) get the local
-``predict`` result and exactly MLServer's ``outputs``. Models whose MLflow predates the FastAPI scoring server
-(2.21) and a model whose loader raises make the server exit non-zero with the reason."""
+"""The mlflow backend serves every fixture model from the venv `mlflow-kserve init --backend mlserver` builds for
+it, beside MLServer started from the same venv: the same V2 requests (raw JSON and tritonclient) get the local
+``predict`` result and MLServer's values, with the output named and shaped as the model metadata declares it
+(``output-0``; MLServer answers ``output-1`` with a trailing 1 while its metadata says ``output-0``). Models whose
+MLflow predates the FastAPI scoring server (2.21) and a model whose loader raises make the server exit non-zero
+with the reason."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.http as triton
 from support.cli import v2_request
 from support.models import CACHE, BuiltModel
@@ -57,6 +60,21 @@ def requests_for(expected: dict[str, Any]) -> list[dict[str, Any]]:
     return payloads
 
 
+def same_values(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    """Our outputs carry MLServer's values and datatypes; the names and shapes are the metadata's."""
+    assert [(o["datatype"], o["data"]) for o in mine] == [(o["datatype"], o["data"]) for o in theirs]
+    assert [o["name"] for o in mine] == [o["name"].replace("output-1", "output-0") for o in theirs]
+
+
+def agrees_with_metadata(server: Server, name: str, outputs: list[dict[str, Any]]) -> None:
+    declared = requests.get(f"{server.url}/v2/models/{name}", timeout=30).json()["outputs"]
+    assert [(t["name"], t["datatype"], len(t["shape"])) for t in declared] == [
+        (o["name"], o["datatype"], len(o["shape"])) for o in outputs
+    ], "infer returns what the metadata lists (names, datatypes, ranks)"
+    for tensor, output in zip(declared, outputs, strict=True):
+        assert all(d in (-1, n) for d, n in zip(tensor["shape"], output["shape"], strict=True))
+
+
 def triton_infer(server: Server, name: str, expected: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=120)
     if expected["kind"] == "columns":
@@ -84,7 +102,8 @@ def test_answers_like_local_predict_and_like_mlserver(
         for payload in requests_for(model.expected):
             mine, reference = ours.infer(name, payload), theirs.infer(name, payload)
             assert mine.status_code == reference.status_code == 200, (mine.text, reference.text)
-            assert mine.json()["outputs"] == reference.json()["outputs"]
+            same_values(mine.json()["outputs"], reference.json()["outputs"])
+            agrees_with_metadata(ours, name, mine.json()["outputs"])
             assert mine.json()["model_name"] == reference.json()["model_name"] == name
             rows = len(payload["inputs"][0]["data"]) if model.expected["kind"] == "columns" else None
             want = model.expected["output"][-rows:] if rows else model.expected["output"]
@@ -93,7 +112,7 @@ def test_answers_like_local_predict_and_like_mlserver(
             triton_infer(ours, name, model.expected),
             triton_infer(theirs, name, model.expected),
         )
-        assert mine_triton["outputs"] == their_triton["outputs"]
+        same_values(mine_triton["outputs"], their_triton["outputs"])
         np.testing.assert_allclose(mine_array.reshape(-1), model.expected["output"])
     assert ours.proc.returncode == 0, "SIGTERM stops the server cleanly"
     assert "ready in" in ours.output() and "stopped" in ours.output()

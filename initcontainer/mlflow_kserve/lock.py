@@ -34,11 +34,12 @@ class LockRequest:
     constraints: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()  # package names left out of the resolution (the --slim swap)
     index: IndexConfig = field(default_factory=IndexConfig)
+    only_binary: tuple[str, ...] = ()  # packages taken only as wheels (optional ones: never built in the pod)
     python: str = sys.executable  # the interpreter the venv is built from: its markers decide
 
     def cache_parts(self, python_version: str, platform: str) -> dict[str, object]:
         """What determines the resolution: the environment cache's resolution memo is keyed on it."""
-        return {
+        parts: dict[str, object] = {
             "requirements": sorted(self.requirements),
             "constraints": sorted(self.constraints),
             "excludes": sorted(self.excludes),
@@ -46,6 +47,9 @@ class LockRequest:
             "python": python_version,
             "platform": platform,
         }
+        if self.only_binary:  # only when set: the keys of every other resolution stay as they were
+            parts["only_binary"] = sorted(self.only_binary)
+        return parts
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,17 @@ def resolve(request: LockRequest, installer: str, cache_dir: Path | None = None)
                 excludes = work / "excludes.txt"
                 excludes.write_text("\n".join(request.excludes) + "\n")
                 args += ["--excludes", excludes]
+            binary = [a for name in request.only_binary for a in ("--only-binary", name)]
             cmd = [
                 uv_binary(), "pip", "compile", "--generate-hashes", "--python", request.python,
-                "--no-header", "--quiet", "-o", out, req_in, *args, *request.index.uv_args(),
+                "--no-header", "--quiet", "-o", out, req_in, *args, *binary, *request.index.uv_args(),
             ]  # fmt: skip
             env = uv_env(cache_dir)
         else:
+            binary = ["--pip-args", f"--only-binary={','.join(request.only_binary)}"] if request.only_binary else []
             cmd = [
                 sys.executable, "-m", "piptools", "compile", "--generate-hashes", "--no-header",
-                "--strip-extras", "--allow-unsafe", "-o", out, req_in, *args,
+                "--strip-extras", "--allow-unsafe", "-o", out, req_in, *args, *binary,
                 *request.index.pip_args(),
             ]  # fmt: skip
             env = pip_env(cache_dir)

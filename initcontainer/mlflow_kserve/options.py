@@ -58,6 +58,13 @@ backend = _option(
     "2.21), mlserver (MLServer + mlserver-mlflow added to the model's packages), or auto: mlflow whenever the "
     "model's MLflow is 2.21 or newer, else MLServer.",
 )
+grpc = _option(
+    "--grpc/--no-grpc",
+    default=False,
+    show_default=True,
+    help="Serve V2 gRPC too (h2c, --grpc-port): the mlflow backend's plan adds grpcio, and nothing else, to the "
+    "model's packages (MLServer always serves gRPC and adds nothing for it).",
+)
 models_dir = _option(
     "--models-dir",
     default="/mnt/models",
@@ -198,8 +205,9 @@ resolve_json = _option(
 )  # fmt: skip
 port = _option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="V2 REST port.")
 grpc_port = _option(
-    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="V2 gRPC port (MLServer only)."
-)
+    "--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True,
+    help="V2 gRPC port (MLServer always; the mlflow backend with --grpc).",
+)  # fmt: skip
 metrics_port = _option(
     "--metrics-port", type=click.IntRange(1, 65535), default=8082, show_default=True, help="Metrics port."
 )
@@ -246,7 +254,7 @@ annotations_may_allow = _option(
 
 # The option sets of each subcommand. init's set is what the chart may configure.
 RESOLVE_OPTIONS = [
-    model_uri, name, backend, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
+    model_uri, name, backend, grpc, models_dir, env_dir, cache_dir, installer, index_url, extra_index_url,
     extra_requirement, constraint, python_policy, allow, python, slim, fetch_retries, log_format, log_level,
 ]  # fmt: skip
 INIT_OPTIONS = [*RESOLVE_OPTIONS, cache_max_bytes, serve_from_cache, verify, max_batch_size, max_batch_time]

@@ -55,6 +55,8 @@ class Prepared:
     slim: bool
     lock_cached: bool = False
     model_bytes: int = 0
+    optional: tuple[str, ...] = ()  # the stack's optional packages the lock holds
+    optional_left_out: str | None = None  # why the stack's optional packages are not in the lock
     pinned: Pinned | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -119,31 +121,57 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
         if settings.slim and settings.installer != "uv":
             raise ConfigError("--slim needs the uv installer", "drop --installer pip, or drop --slim")
     with step("lock", timings):
-        chosen, (request, lock, cached) = choose(
+        chosen, locked = choose(
             plan.backends, lambda stack: _lock(settings, plan, interpreter, stack, slim=settings.slim)
         )
     log.info("backend %s: %s", chosen.backend, chosen.reason, extra={"step": "lock", "backend": chosen.backend})
     model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
     return Prepared(
-        settings, interpreter, plan, chosen, request, lock, settings.slim, cached, model_bytes, pinned, timings
-    )
+        settings, interpreter, plan, chosen, locked.request, locked.lock, settings.slim, locked.cached, model_bytes,
+        pinned, timings, locked.optional, locked.left_out,
+    )  # fmt: skip
 
 
 def _relock(prepared: Prepared, *, slim: bool, timings: dict[str, float]) -> Prepared:
     """The same backend's lock again, e.g. with full mlflow after the model did not load with mlflow-skinny."""
     with step("lock", timings):
-        request, lock, cached = _lock(
-            prepared.settings, prepared.plan, prepared.interpreter, prepared.chosen.stack, slim=slim
-        )
-    return replace(prepared, request=request, lock=lock, slim=slim, lock_cached=cached)
+        locked = _lock(prepared.settings, prepared.plan, prepared.interpreter, prepared.chosen.stack, slim=slim)
+    return replace(prepared, request=locked.request, lock=locked.lock, slim=slim, lock_cached=locked.cached,
+                   optional=locked.optional, optional_left_out=locked.left_out)  # fmt: skip
 
 
-def _lock(
-    settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool
-) -> tuple[LockRequest, Lock, bool]:
-    """Resolve the model's set with ``stack``'s packages and write the lock file. With a cache, a resolution
-    (or a conflict) is memoised under the request, the interpreter and the backend."""
-    request = _lock_request(plan, settings, interpreter, stack, slim=slim)
+@dataclass(frozen=True)
+class Locked:
+    request: LockRequest
+    lock: Lock
+    cached: bool
+    optional: tuple[str, ...] = ()  # the stack's optional packages this lock holds
+    left_out: str | None = None  # why the stack's optional packages are not in it
+
+
+def _lock(settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool) -> Locked:
+    """The lock of the model's set with ``stack``'s packages, and its optional ones (the mlflow backend's
+    accelerators) when they resolve with it too: tried first, left out on a conflict, as MLServer's pins would be
+    refused (serving_stack.toml); only wheels of them are taken, so nothing is built in the pod for them."""
+    left_out = None
+    if stack.optional:
+        try:
+            request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=stack.optional)
+            return Locked(request, lock, cached, stack.optional)
+        except ConflictError as exc:
+            left_out = f"they do not resolve with the model's requirements ({exc.installer}): {exc.detail}"
+            log.warning("optional %s left out: %s", " ".join(stack.optional), left_out, extra={"step": "lock"})
+    request, lock, cached = _resolve(settings, plan, interpreter, stack, slim=slim, optional=())
+    return Locked(request, lock, cached, (), left_out)
+
+
+def _resolve(
+    settings: Settings, plan: Plan, interpreter: Interpreter, stack: ServingStack, *, slim: bool,
+    optional: tuple[str, ...],
+) -> tuple[LockRequest, Lock, bool]:  # fmt: skip
+    """Resolve the model's set with ``stack``'s packages (and ``optional``) and write the lock file. With a cache,
+    a resolution (or a conflict) is memoised under the request, the interpreter and the backend."""
+    request = _lock_request(plan, settings, interpreter, stack, slim=slim, optional=optional)
     cache = _cache(settings)
     key = ""
     if cache:
@@ -171,19 +199,21 @@ def _lock(
 
 
 def _lock_request(
-    plan: Plan, settings: Settings, interpreter: Interpreter, stack: ServingStack, *, slim: bool
-) -> LockRequest:
+    plan: Plan, settings: Settings, interpreter: Interpreter, stack: ServingStack, *, slim: bool,
+    optional: tuple[str, ...] = (),
+) -> LockRequest:  # fmt: skip
     index = IndexConfig.from_operator(settings.index_url, settings.extra_index_url)
     if plan.index_options:
         index = index.with_model_options(*_split_index_options(plan.index_options))
-    requirements = list(plan.requirements(stack))
+    requirements = list(dict.fromkeys((*plan.requirements(stack), *optional)))
     excludes: tuple[str, ...] = ()
     if slim:
         requirements = [r for r in requirements if _name(r) != "mlflow"]
         requirements.append(f"mlflow-skinny=={plan.mlflow_version}")
         excludes = ("mlflow",)
     constraints = (*plan.constraints, *stack.constraints)
-    return LockRequest(tuple(requirements), constraints, excludes, index, python=interpreter.path)
+    binary = tuple(_name(r) for r in optional)  # --only-binary takes names
+    return LockRequest(tuple(requirements), constraints, excludes, index, python=interpreter.path, only_binary=binary)
 
 
 def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
@@ -205,7 +235,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
             installer.install(path, settings.lock_file, index)
         with step("verify", timings):
             if settings.verify:
-                verify_model(path, settings.model_dir, backend, server_lib)
+                verify_model(path, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             else:
                 compile_bytecode(path)
 
@@ -238,7 +268,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
         else:
             if hit:
                 with step("verify", timings):
-                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib)
+                    verify_model(settings.venv_dir, settings.model_dir, backend, server_lib, grpc=settings.grpc)
             cache.mark_verified(key, digest)
     return hit
 
@@ -313,7 +343,9 @@ def _report(prepared: Prepared, cache_hit: bool, timings: dict[str, float]) -> d
             "requested": settings.backend,
             "reason": prepared.chosen.reason,
         },
-        "serving_stack": list(prepared.chosen.stack.requirements),
+        "serving_stack": [*plan.added(prepared.chosen.stack), *prepared.optional],
+        "optional": {"added": list(prepared.optional), "left_out": prepared.optional_left_out},
+        "grpc": plan.grpc or prepared.chosen.backend == "mlserver",
         "installer": settings.installer,
         "slim": prepared.slim,
         "index": prepared.request.index.describe(),

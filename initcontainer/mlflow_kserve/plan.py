@@ -32,11 +32,16 @@ class Plan:
     constraints: tuple[str, ...]
     warnings: tuple[str, ...]
     mlflow_version: str
+    grpc: bool = False
+
+    def added(self, stack: ServingStack) -> tuple[str, ...]:
+        """What the serving stack adds to the model's packages: ``stack``'s (none for the mlflow backend), and its
+        gRPC packages with --grpc (grpcio for the mlflow backend)."""
+        return (*stack.requirements, *(stack.grpc if self.grpc else ()))
 
     def requirements(self, stack: ServingStack) -> tuple[str, ...]:
-        """Model + ``stack``'s packages (none for the mlflow backend) + operator's extras, textual duplicates
-        dropped, order kept."""
-        return tuple(dict.fromkeys((*self.model_requirements, *stack.requirements, *self.extra_requirements)))
+        """Model + what the stack adds + operator's extras, textual duplicates dropped, order kept."""
+        return tuple(dict.fromkeys((*self.model_requirements, *self.added(stack), *self.extra_requirements)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for ``check --json`` and report.json."""
@@ -51,6 +56,7 @@ class Plan:
                 "run_id": self.model.run_id,
                 "model_uuid": self.model.model_uuid,
             },
+            "grpc": self.grpc,
             "backends": {
                 "requested": self.backends.requested,
                 "candidates": [asdict(stack) for stack in self.backends.stacks],
@@ -94,6 +100,7 @@ def make_plan(model_dir: Path, settings: Settings, interpreter_python: str) -> P
         constraints=(*policy.constraints, *operator_constraints),
         warnings=tuple(warnings),
         mlflow_version=mlflow_version,
+        grpc=settings.grpc,
     )
 
 

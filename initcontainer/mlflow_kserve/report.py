@@ -25,8 +25,14 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
             "backend": stack.backend,
             "mlflow": stack.mlflow,
             "python": stack.python,
-            "requirements": list(stack.requirements),
+            "requirements": [*plan.added(stack), *result.optional],
             "constraints": list(stack.constraints),
+            "grpc": _grpc(plan.grpc, stack),
+            "optional": {
+                "tried": list(stack.optional),
+                "added": list(result.optional),
+                "left_out": result.optional_left_out,
+            },
         },
         "model_requirements": list(plan.model_requirements),
         "extra_requirements": list(plan.extra_requirements),
@@ -38,6 +44,23 @@ def plan_dict(result: Prepared) -> dict[str, Any]:
         "lock_file": str(settings.lock_file),
         "packages": result.lock.packages,
     }
+
+
+def _grpc(requested: bool, stack: Any) -> str:
+    """One line: whether the server will serve gRPC, and what that adds."""
+    if stack.backend == "mlserver":
+        return "served by MLServer (it always serves gRPC; nothing added for it)"
+    if not requested:
+        return "off (--grpc serves it, adding grpcio)"
+    return f"on: adds {', '.join(stack.grpc)}"
+
+
+def _optional(optional: dict[str, Any]) -> str:
+    if not optional["tried"]:
+        return "-"
+    if optional["added"]:
+        return f"{' '.join(optional['added'])} (optional: they resolve with the model's requirements)"
+    return f"left out: {' '.join(optional['tried'])}: {optional['left_out']}"
 
 
 def plan_json(result: Prepared) -> str:
@@ -56,6 +79,8 @@ def plan_table(result: Prepared) -> str:
         ("backend", f"{backend['name']}  ({backend['reason']})"),
         ("serving stack", (" ".join(stack["requirements"]) or "no package added")
          + f"  (for MLflow {stack['mlflow']}, Python {stack['python']})"),
+        ("gRPC", stack["grpc"]),
+        ("accelerators", _optional(stack["optional"])),
         ("model requires", ", ".join(data["model_requirements"]) or "-"),
         ("operator adds", ", ".join(data["extra_requirements"] + constraints) or "-"),
         ("installer", data["installer"] + (" (slim: mlflow-skinny)" if data["slim"] else "")),

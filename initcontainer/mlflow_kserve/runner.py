@@ -1,7 +1,8 @@
 """``mlflow-kserve run``: the whole pod on one machine. Init into a work dir (the cache there makes the
 second run of a model fast), then the server report.json names, from the model's venv on localhost, V2 REST on
 --port: MLServer (`mlserver start`), or the mlflow backend (`python -m mlflow_kserve_server start`, MLflow's own
-scoring server with the V2 routes, from --env-dir/lib on PYTHONPATH).
+scoring server with the V2 routes, from --env-dir/lib on PYTHONPATH; V2 gRPC on --grpc-port with --grpc, which
+MLServer always serves).
 
 The venv is a link into the work dir's cache (``--serve-from-cache``, the default here: a warm start copies
 nothing), held in use while the server runs, as the server image does. MLServer runs inference in its own process
@@ -66,6 +67,8 @@ def server_command(
         python = settings.venv_dir / "bin" / "python"
         cmd = [str(python), "-m", SERVER_PACKAGE, "start", str(settings.models_dir), "--host", "127.0.0.1",
                "--port", str(port), "--metrics-port", str(metrics_port)]  # fmt: skip
+        if settings.grpc:
+            cmd += ["--grpc", "--grpc-port", str(grpc_port)]
         return cmd, {**os.environ, "PYTHONPATH": str(settings.server_lib)}
     metrics = run_dir / "metrics"
     metrics.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,8 @@ def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_po
     """Start the backend's server, wait for the model to be ready, serve until stopped. Returns the exit code."""
     cmd, env = server_command(settings, backend, run_dir, port=port, grpc_port=grpc_port, metrics_port=metrics_port)
     server = LABELS[backend]
-    log.info("starting %s on http://127.0.0.1:%d", server, port, extra={"step": "serve", "backend": backend})
+    grpc = f" and grpc://127.0.0.1:{grpc_port}" if settings.grpc or backend == "mlserver" else ""
+    log.info("starting %s on http://127.0.0.1:%d%s", server, port, grpc, extra={"step": "serve", "backend": backend})
     proc = subprocess.Popen(cmd, cwd=run_dir, env=env)
     stopping = threading.Event()
 

@@ -30,6 +30,8 @@ class ServingStack:
     requirements: tuple[str, ...]  # added to the model's, e.g. ("mlserver==1.7.1", ...); () for mlflow
     reasons: tuple[str, ...]  # why the pins (mlserver), why the bound (mlflow)
     constraints: tuple[str, ...] = ()  # bounds on packages the model has anyway (applied like --constraint)
+    grpc: tuple[str, ...] = ()  # added with --grpc (MLServer serves gRPC with what it brings: none)
+    optional: tuple[str, ...] = ()  # added when they resolve with the model's pins, else left out (accelerators)
 
     def describe(self) -> str:
         """One line for logs and tables: the packages added, or that there are none."""
@@ -60,7 +62,7 @@ def _table() -> tuple[ServingStack, ...]:
     for row in data["stack"]:
         stack = ServingStack(
             row["backend"], row["mlflow"], row["python"], tuple(row["requirements"]), tuple(row.get("reasons", ())),
-            tuple(row.get("constraints", ())),
+            tuple(row.get("constraints", ())), tuple(row.get("grpc", ())), tuple(row.get("optional", ())),
         )  # fmt: skip
         if stack.backend not in BACKENDS:  # a typo in the table fails here, not per model
             raise ValueError(f"serving_stack.toml: unknown backend {stack.backend!r}")

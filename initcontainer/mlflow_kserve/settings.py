@@ -36,6 +36,7 @@ class Settings:
     env_dir: Path = Path("/mnt/env")
     name: str = ""
     backend: Literal["auto", "mlserver", "mlflow"] = "auto"
+    grpc: bool = False
     cache_dir: Path | None = None
     cache_max_bytes: int | None = None
     serve_from_cache: bool = False

@@ -37,6 +37,12 @@ import mlflow.pyfunc.scoring_server, uvicorn  # MLflow's FastAPI app and its ser
 import mlflow_kserve_server.app  # the V2 routes (from --env-dir/lib on PYTHONPATH), as `start` imports them
 """,
 }
+# With --grpc: the gRPC server, and its messages built with the model's own protobuf (grpc_proto.py), which is
+# where a protobuf the server cannot use would show.
+_GRPC = """
+import mlflow_kserve_server.grpc_server, mlflow_kserve_server.grpc_proto as proto
+proto.messages().ModelInferRequest(model_name="verify").SerializeToString()
+"""
 _STACK_NAMES = {
     "mlserver": "the serving stack (MLServer and its MLflow runtime)",
     "mlflow": "the mlflow backend's server (MLflow's scoring server and the V2 routes)",
@@ -49,16 +55,18 @@ _WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
 def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | None = None,
-                 timeout: float = 900) -> None:  # fmt: skip
+                 timeout: float = 900, grpc: bool = False) -> None:  # fmt: skip
     """Raise VerifyError with the last line of the error when the model or the backend's server does not
     load. ``server_lib``: the folder holding what the backend's server imports from outside the venv:
-    mlflow_kserve_server (the mlflow backend) or mlflow_kserve_mlserver (MLServer's runtime, in the models dir)."""
+    mlflow_kserve_server (the mlflow backend) or mlflow_kserve_mlserver (MLServer's runtime, in the models dir);
+    ``grpc``: it serves gRPC."""
     python = venv / "bin" / "python"
     stack_env = {**_WRITE_BYTECODE, "PYTHONPATH": str(server_lib)} if server_lib else _WRITE_BYTECODE
     with tempfile.TemporaryDirectory(prefix="mlflow-kserve-verify-") as cwd, ThreadPoolExecutor(2) as pool:
         load = pool.submit(procs.run, [python, "-c", _LOAD, model_dir], cwd=Path(cwd), env=_WRITE_BYTECODE,
                            timeout=timeout)  # fmt: skip
-        stack = pool.submit(procs.run, [python, "-c", _STACK[backend]], cwd=Path(cwd), env=stack_env, timeout=timeout)
+        code = _STACK[backend] + (_GRPC if grpc and backend == "mlflow" else "")
+        stack = pool.submit(procs.run, [python, "-c", code], cwd=Path(cwd), env=stack_env, timeout=timeout)
         loaded, imported = load.result(), stack.result()
     if loaded.returncode != 0:
         raise VerifyError(

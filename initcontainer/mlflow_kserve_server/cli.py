@@ -1,5 +1,5 @@
 """``python -m mlflow_kserve_server start <models_dir> [--host H] [--port P] [--workers N] [--metrics-port M]
-[--max-request-bytes B] [--log-level L]``; every flag (and the models dir) also read from
+[--grpc] [--grpc-port G] [--max-request-bytes B] [--log-level L]``; every flag (and the models dir) also read from
 ``MLFLOW_KSERVE_SERVER_<FLAG>`` (``--metrics-port`` -> ``MLFLOW_KSERVE_SERVER_METRICS_PORT``). The only place
 that reads the environment, prints a failure and chooses the exit code."""
 
@@ -37,7 +37,9 @@ def parser() -> argparse.ArgumentParser:
     _option(start, "--host", "0.0.0.0", str, "address to listen on")
     _option(start, "--port", 8080, _port, "V2 REST port (MLflow's /invocations too)")
     _option(start, "--workers", 1, _positive, "server processes, each with the model loaded")
-    _option(start, "--metrics-port", 8082, _port, "Prometheus port (0: none; unused without prometheus_client)")
+    _option(start, "--metrics-port", 8082, _port, "Prometheus metrics port (0: none)")
+    _option(start, "--grpc", False, _boolean, "serve V2 gRPC too (needs grpcio in the venv: `init --grpc` adds it)")
+    _option(start, "--grpc-port", 8081, _port, "V2 gRPC port, with --grpc")
     _option(start, "--max-request-bytes", DEFAULT_MAX_REQUEST_BYTES, _positive, "larger V2 request bodies get 413")
     _option(start, "--log-level", "info", _log_level, f"one of {', '.join(LOG_LEVELS)}")
     return main
@@ -47,7 +49,20 @@ def _option(command: argparse.ArgumentParser, flag: str, default: object, kind: 
     env = ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
     raw = os.environ.get(env)
     value = raw if raw not in (None, "") else default
+    if kind is _boolean:  # --grpc / --no-grpc; the env var gives the default
+        value = _boolean(value) if isinstance(value, str) else value
+        command.add_argument(flag, default=value, action=argparse.BooleanOptionalAction,
+                             help=f"{text} (env {env}; default {default})")  # fmt: skip
+        return
     command.add_argument(flag, default=value, type=kind, help=f"{text} (env {env}; default {default})")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
 def _env(name: str) -> str | None:
@@ -84,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         metrics_port=args.metrics_port,
+        grpc=args.grpc,
+        grpc_port=args.grpc_port,
         max_request_bytes=args.max_request_bytes,
         log_level=args.log_level,
     )

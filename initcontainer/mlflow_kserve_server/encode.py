@@ -1,15 +1,23 @@
-"""A model's prediction as V2 outputs, the way MLServer 1.7.1 + mlserver-mlflow 1.7.1 encode it, so a client
-cannot tell which server answered (SeldonIO/MLServer at 1.7.1: ``mlserver/model.py`` ``encode_response``, the
-request codecs in ``mlserver/codecs/{string,numpy,pandas}.py`` and ``runtimes/mlflow/mlserver_mlflow/codecs.py``).
+"""A model's prediction as V2 output tensors, named and shaped as the model metadata declares them.
 
-MLServer tries its request codecs in registration order and takes the first that fits:
-a list of str -> one BYTES output ``output-1`` (content type ``str``); a NumPy array -> one output ``output-1``
-(``np``); a DataFrame -> one output per column (``pd``); a dict of arrays -> one output per key (``dict``).
-Shapes of one dimension get a trailing 1 (``[N]`` -> ``[N, 1]``); NaN and infinities are written as null.
+Which outputs, and their content types, follow MLServer 1.7.1 + mlserver-mlflow 1.7.1 (SeldonIO/MLServer at 1.7.1:
+``mlserver/model.py`` ``encode_response``, the request codecs in ``mlserver/codecs/{string,numpy,pandas}.py``):
+a list of str -> one BYTES output (content type ``str``); a NumPy array -> one output (``np``); a DataFrame -> one
+output per column (``pd``; strings ``str``, other objects one JSON document per row, ``pd_json``); a dict of
+arrays -> one output per key (``dict``). NaN and infinities are written as null in JSON.
+
+Names and shapes agree with the metadata (signature.py), which MLServer's do not: mlserver-mlflow's metadata calls
+an unnamed output ``output-0`` with the signature's shape (``metadata.py`` ``to_metadata_tensors``: ``f"{prefix}
+{idx}"`` from 0), while MLServer's infer answers ``output-1`` with a trailing 1 (``codecs/utils.py``
+``encode_response``: ``f"{DefaultOutputPrefix}1"``; ``codecs/numpy.py`` ``to_datatype``/``_encode_shape``), so a
+client that reads the metadata finds nothing. KServe's own model server names a single output ``output-0`` with the
+array's own shape (``python/kserve/kserve/utils/utils.py`` ``get_predict_response``, lines 221-243), and so does
+this server: a single output takes the signature's output name (``output-0`` when unnamed) and the array's own
+shape, except that an output the signature declares as a column ([-1, 1]) is [N, 1]; DataFrame columns are
+[N, 1] (their metadata shape); a dict's arrays keep their own shapes.
 
 Where MLServer 1.7.1 fails with a 500 (a Series, a list of numbers, a scalar, a dict of lists, a string, pandas
-extension or datetime dtypes, non-string column names), the answer here is the nearest of those shapes: the value
-as a NumPy array (``np``), each dict value as an array (``dict``), a string as a one-element ``str`` list.
+extension or datetime dtypes, non-string column names), the answer here is the nearest of those shapes.
 """
 
 from __future__ import annotations
@@ -23,23 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SINGLE_OUTPUT = "output-1"
-_DATES = (datetime.date, datetime.time)
+from mlflow_kserve_server.datatypes import NoDatatype, datatype_of
+from mlflow_kserve_server.signature import Spec
+from mlflow_kserve_server.tensors import Tensor
 
-_DATATYPES = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
+SINGLE_OUTPUT = "output-0"
+_DATES = (datetime.date, datetime.time)
 
 
 class EncodeError(Exception):
@@ -48,93 +45,104 @@ class EncodeError(Exception):
 
 @dataclass(frozen=True)
 class Encoded:
-    outputs: list[dict[str, Any]]
+    outputs: list[Tensor]
     content_type: str
 
 
-def datatype_of(dtype: Any) -> str:
-    """The V2 datatype of a NumPy (or pandas) dtype."""
-    name = str(dtype)
-    if name in _DATATYPES:
-        return _DATATYPES[name]
-    kind = getattr(dtype, "kind", "O")
-    numpy_dtype = getattr(dtype, "numpy_dtype", None)  # pandas nullable Int64, Float64, boolean, ...
-    if numpy_dtype is not None and str(numpy_dtype) in _DATATYPES:
-        return _DATATYPES[str(numpy_dtype)]
-    if kind in "OSUMm":
-        return "BYTES"
-    raise EncodeError(f"the model returned values of dtype {name}, which has no V2 datatype")
+def encode(prediction: Any, declared: list[Spec] | None = None) -> Encoded:
+    """``prediction`` as output tensors; ``declared``: the signature's outputs (None: the model has none)."""
+    try:
+        return _encode(prediction, declared or [])
+    except NoDatatype as exc:
+        raise EncodeError(f"the model returned {exc}") from None
 
 
-def encode(prediction: Any) -> Encoded:
+def _encode(prediction: Any, declared: list[Spec]) -> Encoded:
+    single = declared[0] if len(declared) == 1 else None
+    name = single.name if single else SINGLE_OUTPUT
+    column = bool(single and single.column)
     if _is_list_of_str(prediction):
-        return Encoded([string_output(SINGLE_OUTPUT, prediction)], "str")
+        return Encoded([string_output(name, prediction, column)], "str")
     if isinstance(prediction, np.ndarray):
-        return Encoded([array_output(SINGLE_OUTPUT, prediction)], "np")
+        return Encoded([array_output(name, prediction, column)], "np")
     if isinstance(prediction, pd.DataFrame):
-        return Encoded([column_output(str(name), prediction.iloc[:, i]) for i, name in enumerate(prediction)], "pd")
+        return Encoded([column_output(str(c), prediction.iloc[:, i]) for i, c in enumerate(prediction)], "pd")
     if isinstance(prediction, dict):
-        return Encoded([array_output(str(k), _as_array(v)) for k, v in prediction.items()], "dict")
+        outputs = []
+        for key, value in prediction.items():
+            spec = next((d for d in declared if d.name == str(key)), None)
+            outputs.append(array_output(str(key), _as_array(value), bool(spec and spec.column)))
+        return Encoded(outputs, "dict")
     # MLServer fails on what follows; the nearest answer it gives for similar values:
     if isinstance(prediction, (str, bytes)):
-        return Encoded([string_output(SINGLE_OUTPUT, [_text(prediction)])], "str")
+        return Encoded([string_output(name, [_text(prediction)], column)], "str")
     if isinstance(prediction, (pd.Series, pd.Index, list, tuple, int, float, bool, np.generic)):
-        return Encoded([array_output(SINGLE_OUTPUT, _as_array(prediction))], "np")
+        return Encoded([array_output(name, _as_array(prediction), column)], "np")
     raise EncodeError(f"the model returned a {type(prediction).__name__}, which has no V2 form")
 
 
-def string_output(name: str, values: list[str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "shape": [len(values), 1],
-        "datatype": "BYTES",
-        "parameters": {"content_type": "str"},
-        "data": [_text(v) for v in values],
-    }
+def string_output(name: str, values: list[str], column: bool = False) -> Tensor:
+    data = np.empty(len(values), dtype=object)
+    data[:] = [_text(v) for v in values]
+    shape = [len(values), 1] if column else [len(values)]
+    return Tensor(name, "BYTES", shape, data, {"content_type": "str"})
 
 
-def array_output(name: str, array: np.ndarray) -> dict[str, Any]:
+def array_output(name: str, array: np.ndarray, column: bool = False) -> Tensor:
     datatype = datatype_of(array.dtype)
-    shape = list(array.shape) if array.ndim > 1 else [*array.shape, 1]
-    flat = array.reshape(-1)
-    if datatype == "BYTES":
-        data = [_json_value(v) for v in _bytes_values(flat)]
+    if array.ndim == 0:
+        shape = [1]
+    elif column and array.ndim == 1:
+        shape = [array.shape[0], 1]
     else:
-        data = _numbers(flat)
-    return {"name": name, "shape": shape, "datatype": datatype, "parameters": {"content_type": "np"}, "data": data}
+        shape = list(array.shape)
+    flat = array.reshape(-1)
+    data = _bytes_values(flat) if datatype == "BYTES" else flat
+    return Tensor(name, datatype, shape, data, {"content_type": "np"})
 
 
-def column_output(name: str, column: pd.Series) -> dict[str, Any]:
+def column_output(name: str, column: pd.Series) -> Tensor:
     """One DataFrame column (MLServer's ``PandasCodec``): numbers as they are, strings as ``str``, anything
     else in an object column as one JSON document per row (``pd_json``)."""
     datatype = datatype_of(column.dtype)
-    output: dict[str, Any] = {"name": name, "shape": [len(column), 1], "datatype": datatype}
+    shape = [len(column), 1]
     if datatype != "BYTES":
-        output["data"] = [None if _is_null(v) or _is_infinite(v) else v for v in column.tolist()]
-        return output
+        if isinstance(column.dtype, np.dtype):
+            return Tensor(name, datatype, shape, column.to_numpy())
+        # a pandas extension dtype (nullable Int64, boolean, Float64): missing values become NaN or null
+        values = [None if _is_null(v) else v for v in column.tolist()]
+        if any(v is None for v in values):
+            return Tensor(name, "FP64", shape, np.array([math.nan if v is None else v for v in values], "<f8"))
+        return Tensor(name, datatype, shape, column.to_numpy(dtype=column.dtype.numpy_dtype))
     values = _bytes_values(column.to_numpy(dtype=object))
-    if all(isinstance(v, (str, bytes)) for v in values):
-        output["parameters"] = {"content_type": "str"}
-        output["data"] = [_text(v) for v in values]
+    data = np.empty(len(values), dtype=object)
+    if all(v is None or isinstance(v, (str, bytes)) for v in values):
+        data[:] = [_text(v) for v in values]
+        return Tensor(name, "BYTES", shape, data, {"content_type": "str"})
+    data[:] = [_json_document(v) for v in values]
+    return Tensor(name, "BYTES", shape, data, {"content_type": "pd_json"})
+
+
+def _bytes_values(flat: np.ndarray) -> np.ndarray:
+    """Elements of a BYTES tensor: strings and bytes as they are, dates and times as ISO text, NumPy scalars as
+    Python's, missing values as None."""
+    if flat.dtype.kind in "Mm":
+        values: list[Any] = [None if np.isnat(v) else str(v) for v in flat]
     else:
-        output["parameters"] = {"content_type": "pd_json"}
-        output["data"] = [_json_document(v) for v in values]
-    return output
-
-
-def _numbers(flat: np.ndarray) -> list[Any]:
-    data = flat.tolist()
-    if flat.dtype.kind in "fc" and not np.isfinite(flat).all():
-        return [v if math.isfinite(v) else None for v in data]
+        values = [
+            None if _is_null(v) else v.isoformat() if isinstance(v, _DATES) else _scalar(v) for v in flat.tolist()
+        ]
+    data = np.empty(len(values), dtype=object)
+    data[:] = values
     return data
 
 
-def _bytes_values(flat: np.ndarray) -> list[Any]:
-    if flat.dtype.kind == "M":
-        return [None if np.isnat(v) else str(v) for v in flat]
-    if flat.dtype.kind == "m":
-        return [None if np.isnat(v) else str(v) for v in flat]
-    return [None if _is_null(v) else v.isoformat() if isinstance(v, _DATES) else v for v in flat.tolist()]
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _is_null(value: Any) -> bool:
@@ -143,10 +151,6 @@ def _is_null(value: Any) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return True
     return value is pd.NA
-
-
-def _is_infinite(value: Any) -> bool:
-    return isinstance(value, float) and math.isinf(value)
 
 
 def _as_array(value: Any) -> np.ndarray:
@@ -167,19 +171,8 @@ def _is_list_of_str(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _json_value(value: Any) -> Any:
-    """An element of a BYTES tensor as JSON: strings as they are, bytes as UTF-8, NumPy scalars as Python's."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _json_document(value: Any) -> str:

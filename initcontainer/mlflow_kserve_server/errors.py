@@ -3,18 +3,33 @@ signal raised while the model loads."""
 
 from __future__ import annotations
 
+import re
+
 # Exit codes of `python -m mlflow_kserve_server start` (the server entrypoint passes them on).
 EXIT_CONFIG = 2  # bad flags, or no readable model-settings.json
 EXIT_LOAD = 8  # the model failed to load (the same code `mlflow-kserve run` uses for that)
 
 
+MAX_MESSAGE = 1000
+# An absolute path of two or more parts (/mnt/models/model/weights.bin): only its last part is kept in a body.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
 class V2Error(Exception):
-    """A request the server answers with ``{"error": message}`` and an HTTP status instead of an inference."""
+    """A request the server answers with ``{"error": message}`` and an HTTP status instead of an inference. The
+    message is one line, without server paths, at most MAX_MESSAGE characters: it goes to the client as it is."""
 
     def __init__(self, message: str, status: int = 400) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def one_line(text: str) -> str:
+    """``text`` for a client: whitespace (newlines too) collapsed, absolute paths cut to their last part, cut short."""
+    flat = _PATH.sub(lambda m: m.group(1), " ".join(str(text).split()))
+    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 1] + "…"
 
 
 class StartError(Exception):

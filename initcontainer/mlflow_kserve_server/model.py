@@ -34,19 +34,10 @@ class ServedModel:
                 log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise V2Error(exc.message, status) from None
         except Exception as exc:
+            if _in_schema_enforcement(exc):  # MLflow checking the input, with an error it did not wrap (pyarrow's)
+                raise V2Error(f"the input does not fit the model's signature: {type(exc).__name__}: {exc}") from None
             log.error("the model failed:\n%s", traceback.format_exc().rstrip())
             raise V2Error(f"the model failed: {type(exc).__name__}: {exc}", 500) from None
-
-    def metadata(self) -> dict[str, Any]:
-        """``/v2/models/<name>``, as mlserver-mlflow answers it (inputs and outputs from the signature)."""
-        answer: dict[str, Any] = {"name": self.settings.name, "versions": [], "platform": ""}
-        if self.signature.inputs is not None:
-            answer["inputs"] = [t.as_json() for t in self.signature.inputs]
-        if self.signature.outputs is not None:
-            answer["outputs"] = [t.as_json() for t in self.signature.outputs]
-        content_type = self.signature.content_type
-        answer["parameters"] = {"content_type": content_type} if content_type else {}
-        return answer
 
 
 def load(settings: ModelSettings) -> ServedModel:
@@ -72,6 +63,18 @@ def load(settings: ModelSettings) -> ServedModel:
     seconds = time.perf_counter() - started
     log.info("model %s loaded in %.2f s (MLflow %s, %s)", settings.name, seconds, served.mlflow_version, flavor)
     return served
+
+
+def _in_schema_enforcement(exc: BaseException) -> bool:
+    """Raised while MLflow enforced the signature on the input (``mlflow.models.utils._enforce_*``, called by
+    ``PyFuncModel.predict`` before the model runs): the request's fault, whatever the exception type."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name.startswith("_enforce_") and tb.tb_frame.f_globals.get("__name__", "").startswith("mlflow."):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _interrupted(exc: BaseException | None) -> bool:

@@ -1,10 +1,13 @@
-"""The server process: load the model, serve MLflow's app + the V2 routes with uvicorn, stop on SIGTERM.
+"""The server process: load the model, serve MLflow's app + the V2 routes with uvicorn (and V2 gRPC with
+``--grpc``), metrics on their own port, stop on SIGTERM.
 
 One worker runs in this process. With several, this process binds the port and starts one worker process per
-``--workers`` (each loads the model and serves the shared socket) and watches them: a worker that exits before
-its model loaded stops the server with a non-zero code (the model cannot load: restarting would loop, which is
-what uvicorn's own ``--workers`` supervisor does); one that dies later is restarted. SIGTERM or SIGINT stop every
-worker gracefully (in-flight requests finish) and the server exits 0."""
+``--workers`` (each loads the model and serves the shared socket; with --grpc each also serves the gRPC port,
+shared by SO_REUSEPORT) and watches them: a worker that exits before its model loaded stops the server with a
+non-zero code (the model cannot load: restarting would loop, which is what uvicorn's own ``--workers`` supervisor
+does); one that dies later is restarted. This process then serves the metrics, the sum of every worker's (asked
+over a pipe at each scrape: metrics.py). SIGTERM or SIGINT stop every worker gracefully (in-flight requests
+finish) and the server exits 0."""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from pathlib import Path
 from typing import Any
 
 from mlflow_kserve_server import metrics
@@ -29,14 +31,18 @@ MIN_MLFLOW = (2, 21)  # mlflow.pyfunc.scoring_server builds a FastAPI app from M
 def start(settings: Settings) -> int:
     """Run the server until it is stopped; the exit code (0: stopped by a signal)."""
     check_mlflow()
+    if settings.grpc:
+        check_grpc()
     model_settings = read_model_settings(settings.models_dir)
-    metrics_dir = _start_metrics(settings)
-    try:
-        if settings.workers == 1:
-            return _serve(settings, model_settings, started=time.monotonic())
-        return _supervise(settings, model_settings)
-    finally:
-        metrics.remove(metrics_dir)
+    if settings.workers == 1:
+        registry = metrics.Registry(model_settings.name) if settings.metrics_port else None
+        exporter = _exporter(settings, registry.snapshot) if registry else None
+        try:
+            return _serve(settings, model_settings, time.monotonic(), registry=registry)
+        finally:
+            if exporter:
+                exporter.stop()
+    return _supervise(settings, model_settings)
 
 
 def check_mlflow() -> None:
@@ -52,15 +58,21 @@ def check_mlflow() -> None:
         )
 
 
-def _start_metrics(settings: Settings) -> Path | None:
-    if not settings.metrics_port:
-        return None
-    if not metrics.available():
-        log.info("no metrics port: the model's venv has no prometheus_client (it is never added to the venv)")
-        return None
-    directory = metrics.start_exporter(settings.metrics_port, settings.workers)
+def check_grpc() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:
+        raise StartError(
+            "--grpc: the model's venv has no grpcio; fix: init the model with --grpc (MLFLOW_KSERVE_GRPC=true, chart "
+            "server.grpc.enabled), which adds it, or serve without --grpc",
+            EXIT_CONFIG,
+        )
+
+
+def _exporter(settings: Settings, collect: Callable[[], metrics.Snapshot]) -> metrics.Exporter:
+    exporter = metrics.Exporter(settings.host, settings.metrics_port, collect).start()
     log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
-    return directory
+    return exporter
 
 
 def _serve(
@@ -69,11 +81,13 @@ def _serve(
     started: float,
     sockets: list[Any] | None = None,
     on_ready: Callable[[], Any] | None = None,
+    registry: metrics.Registry | None = None,
 ) -> int:
     """Load the model and serve it in this process (on ``sockets`` when given) until a signal stops uvicorn."""
     import uvicorn
 
     from mlflow_kserve_server.app import build_app
+    from mlflow_kserve_server.dataplane import DataPlane
     from mlflow_kserve_server.model import load
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,11 +97,18 @@ def _serve(
     except KeyboardInterrupt:  # Stopped, or a Ctrl-C that arrived before the handlers above
         log.info("stopped before the model was loaded")
         return 0
-    observe = metrics.observer(model_settings.name, model_settings.version) if _metrics_on(settings) else None
-    app = build_app(served, settings.max_request_bytes, observe)
+    plane = DataPlane(served, registry.observe_predict if registry else None)
+    observe = registry.observe_request if registry else None
+    app = build_app(plane, settings.max_request_bytes, observe)
+    grpc = None
+    if settings.grpc:
+        from mlflow_kserve_server import grpc_server
+
+        grpc = grpc_server.start(plane, settings.host, settings.grpc_port, settings.max_request_bytes, observe)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False, log_level=settings.log_level
-    )
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False, log_level=settings.log_level,
+        timeout_keep_alive=65,
+    )  # fmt: skip
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -98,13 +119,17 @@ def _serve(
                 on_ready()
             else:
                 log.info(
-                    "ready in %.2f s: model %s, V2 on http://%s:%d",
-                    time.monotonic() - started, model_settings.name, settings.host, settings.port,
+                    "ready in %.2f s: model %s, V2 on http://%s:%d%s",
+                    time.monotonic() - started, model_settings.name, settings.host, settings.port, _grpc_note(settings),
                 )  # fmt: skip
 
     server = Server(config)
     _quiet_signals()
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if grpc is not None:
+            grpc.stop(grace=10).wait()
     if not server.started:
         return 1
     if on_ready is None:
@@ -112,8 +137,8 @@ def _serve(
     return 0
 
 
-def _metrics_on(settings: Settings) -> bool:
-    return bool(settings.metrics_port) and metrics.available()
+def _grpc_note(settings: Settings) -> str:
+    return f" and grpc://{settings.host}:{settings.grpc_port}" if settings.grpc else ""
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
@@ -128,31 +153,47 @@ def _quiet_signals() -> None:
         signal.signal(sig, lambda *_: None)
 
 
-def _worker(settings: Settings, model_settings: ModelSettings, sock: Any, ready: Any) -> None:
-    """A worker process: the model and one uvicorn server on the socket the supervisor bound."""
+def _worker(settings: Settings, model_settings: ModelSettings, sock: Any, pipe: Any, ready: Any) -> None:
+    """A worker process: the model and one uvicorn server on the socket the supervisor bound; its metrics go to
+    the supervisor over ``pipe``."""
     from mlflow_kserve_server.cli import setup_logging
 
     setup_logging(settings.log_level)
+    registry = None
+    if pipe is not None:
+        registry = metrics.Registry(model_settings.name)
+        metrics.answer_snapshots(pipe, registry)
     try:
-        code = _serve(settings, model_settings, time.monotonic(), sockets=[sock], on_ready=ready.set)
+        code = _serve(settings, model_settings, time.monotonic(), [sock], ready.set, registry)
     except StartError as exc:
         print(f"mlflow-kserve-server: error: {exc}", file=sys.stderr, flush=True)
         code = exc.exit_code
+    except OSError as exc:  # e.g. the gRPC port is taken
+        print(f"mlflow-kserve-server: error: {exc}", file=sys.stderr, flush=True)
+        code = EXIT_CONFIG
     sys.exit(code)
 
 
 class _Worker:
-    def __init__(self, index: int, target: Any, args: tuple[Any, ...], context: Any) -> None:
-        self.index, self.target, self.args, self.context = index, target, args, context
+    def __init__(
+        self, index: int, target: Any, args: tuple[Any, ...], context: Any, snapshots: metrics.WorkerSnapshots | None
+    ) -> None:
+        self.index, self.target, self.args, self.context, self.snapshots = index, target, args, context, snapshots
         self.ready = context.Event()
         self.logged_ready = False
         self.process = self._spawn()
 
     def _spawn(self) -> Any:
+        pipe = None
+        if self.snapshots is not None:
+            mine, pipe = self.context.Pipe()
+            self.snapshots.attach(self.index, mine)
         process = self.context.Process(
-            target=self.target, args=(*self.args, self.ready), name=f"worker-{self.index}", daemon=False
+            target=self.target, args=(*self.args, pipe, self.ready), name=f"worker-{self.index}", daemon=False
         )
         process.start()
+        if pipe is not None:
+            pipe.close()  # the worker's end lives in the worker
         return process
 
     def restart(self) -> None:
@@ -173,7 +214,9 @@ def _supervise(settings: Settings, model_settings: ModelSettings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     args = (settings, model_settings, sock)
-    workers = [_Worker(i, _worker, args, context) for i in range(1, settings.workers + 1)]
+    snapshots = metrics.WorkerSnapshots() if settings.metrics_port else None
+    exporter = _exporter(settings, snapshots.collect) if snapshots else None
+    workers = [_Worker(i, _worker, args, context, snapshots) for i in range(1, settings.workers + 1)]
     all_ready = False
     code = 0
     while not stopping:
@@ -196,8 +239,9 @@ def _supervise(settings: Settings, model_settings: ModelSettings) -> int:
         if not all_ready and all(w.logged_ready for w in workers):
             all_ready = True
             log.info(
-                "ready in %.2f s: model %s, V2 on http://%s:%d, %d workers",
-                time.monotonic() - started, model_settings.name, settings.host, settings.port, len(workers),
+                "ready in %.2f s: model %s, V2 on http://%s:%d%s, %d workers",
+                time.monotonic() - started, model_settings.name, settings.host, settings.port, _grpc_note(settings),
+                len(workers),
             )  # fmt: skip
     for worker in workers:
         if worker.process.is_alive():
@@ -208,6 +252,8 @@ def _supervise(settings: Settings, model_settings: ModelSettings) -> int:
             worker.process.kill()
             worker.process.join()
     sock.close()
+    if exporter:
+        exporter.stop()
     if code == 0:
         log.info("stopped")
     return code

@@ -20,6 +20,8 @@ class Settings:
     port: int = 8080
     workers: int = 1
     metrics_port: int = 8082  # 0: no metrics port
+    grpc: bool = False  # V2 gRPC on grpc_port (needs grpcio in the venv: init --grpc adds it)
+    grpc_port: int = 8081
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_level: str = "info"
 

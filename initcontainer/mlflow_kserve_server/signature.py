@@ -1,7 +1,9 @@
 """What the model's MLflow signature says about V2 tensors, as mlserver-mlflow 1.7.1 reads it
-(``runtimes/mlflow/mlserver_mlflow/metadata.py`` in SeldonIO/MLServer): each input's name, datatype, shape and
-codec (content type), and the request's default content type (``pd`` for columns, ``np`` for one unnamed tensor,
-``dict`` for named tensors)."""
+(``runtimes/mlflow/mlserver_mlflow/metadata.py`` in SeldonIO/MLServer: ``to_metadata_tensors`` lines 63-81,
+``_get_shape`` 55-59): each input's and output's name (its own, else ``input-<i>`` / ``output-<i>`` counted from 0),
+datatype, shape (a tensor's own, ``[-1, 1]`` for a column) and codec (content type), and the request's default
+content type (``pd`` for columns, ``np`` for one unnamed tensor, ``dict`` for named tensors). The model metadata
+lists exactly these, and infer names and shapes its outputs by them (encode.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_kserve_server.encode import datatype_of
+from mlflow_kserve_server.datatypes import datatype_of
 
 INPUT_PREFIX = "input-"
 OUTPUT_PREFIX = "output-"
@@ -29,13 +31,14 @@ _COLUMN_TYPES = {
 
 
 @dataclass(frozen=True)
-class Tensor:
+class Spec:
     """One input or output of the model's metadata (``/v2/models/<name>``)."""
 
     name: str
     datatype: str
     shape: list[int]
     content_type: str
+    column: bool = False  # a column of a DataFrame (ColSpec): shape [-1, 1]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,13 +51,16 @@ class Tensor:
 
 @dataclass(frozen=True)
 class ModelSignature:
-    inputs: list[Tensor] | None  # None: the model has no signature
-    outputs: list[Tensor] | None
+    inputs: list[Spec] | None  # None: the model has no signature
+    outputs: list[Spec] | None
     content_type: str | None  # the request content type the signature implies
     named_inputs: bool  # the signature names its inputs: a request input with another name is a mistake
 
-    def input(self, name: str) -> Tensor | None:
+    def input(self, name: str) -> Spec | None:
         return next((t for t in self.inputs or () if t.name == name), None)
+
+    def output(self, name: str) -> Spec | None:
+        return next((t for t in self.outputs or () if t.name == name), None)
 
 
 def read_signature(signature: Any) -> ModelSignature:
@@ -71,22 +77,22 @@ def read_signature(signature: Any) -> ModelSignature:
     )
 
 
-def _tensors(schema: Any, prefix: str) -> list[Tensor] | None:
+def _tensors(schema: Any, prefix: str) -> list[Spec] | None:
     if schema is None:
         return None
     return [_tensor(spec, f"{prefix}{i}") for i, spec in enumerate(schema.inputs)]
 
 
-def _tensor(spec: Any, default_name: str) -> Tensor:
+def _tensor(spec: Any, default_name: str) -> Spec:
     name = spec.name or default_name
     if _is_tensor_spec(spec):
-        return Tensor(name, datatype_of(np.dtype(spec.type)), list(spec.shape), "np")
+        return Spec(name, datatype_of(np.dtype(spec.type)), list(spec.shape), "np")
     type_name = getattr(spec.type, "name", None)
     if type_name in _COLUMN_TYPES and not _is_composite(spec.type):
         datatype, content_type = _COLUMN_TYPES[type_name]
     else:  # Array, Object, Map, AnyType columns: JSON-encoded strings
         datatype, content_type = "BYTES", "pd_json"
-    return Tensor(name, datatype, [-1, 1], content_type)
+    return Spec(name, datatype, [-1, 1], content_type, column=True)
 
 
 def _is_tensor_spec(spec: Any) -> bool:

@@ -122,15 +122,21 @@ def test_init_env_is_exactly_what_the_cli_reads(scenario: Path) -> None:
     assert settings.cache_dir is None or str(settings.cache_dir) in mounts
 
 
-def test_grpc_port_is_declared_only_when_server_backend_is_mlserver(scenario: Path) -> None:
+def test_grpc_port_is_declared_when_mlserver_or_server_grpc_serves_it(scenario: Path) -> None:
     values = yaml.safe_load(scenario.read_text())
     pod = _pods(render(scenario))[0]
-    ports = {p["name"] for p in pod["containers"][0]["ports"]}
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
     backend = values.get("server", {}).get("backend", "auto")
+    grpc = values.get("server", {}).get("grpc", {}).get("enabled", False)
     serverless = values.get("deploymentMode") == "Serverless"
-    assert ("h2c" in ports) == (backend == "mlserver" and not serverless), (backend, ports)
+    assert ("h2c" in ports) == ((backend == "mlserver" or grpc) and not serverless), (backend, ports)
     init_env = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
+    server_env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert init_env["MLFLOW_KSERVE_BACKEND"] == backend
+    assert init_env.get("MLFLOW_KSERVE_GRPC") == ("true" if grpc else None), "init adds grpcio"
+    assert server_env.get("MLFLOW_KSERVE_SERVER_GRPC") == ("true" if grpc else None), "the server serves it"
+    if grpc:
+        assert server_env["MLFLOW_KSERVE_SERVER_GRPC_PORT"] == str(ports["h2c"]) == server_env["MLSERVER_GRPC_PORT"]
 
 
 def test_server_mounts_the_shared_volumes_read_only(scenario: Path) -> None:

@@ -145,6 +145,10 @@ credentials only through secretKeyRef.
   value: /mnt/env
 - name: MLFLOW_KSERVE_BACKEND
   value: {{ .Values.server.backend | quote }}
+{{- if .Values.server.grpc.enabled }}
+- name: MLFLOW_KSERVE_GRPC
+  value: "true"
+{{- end }}
 - name: MLFLOW_KSERVE_INSTALLER
   value: {{ $deps.installer | quote }}
 - name: MLFLOW_KSERVE_PYTHON_POLICY
@@ -405,5 +409,8 @@ mlflow-kserve.validate: rules the JSON schema cannot express; each message names
 {{- end }}
 {{- if and (eq .Values.dependencies.installer "pip") .Values.dependencies.slim }}
 {{- fail "dependencies.slim needs dependencies.installer=uv" }}
+{{- end }}
+{{- if and .Values.server.grpc.enabled (eq .Values.deploymentMode "Serverless") }}
+{{- fail "server.grpc.enabled needs deploymentMode=RawDeployment: Knative routes a single port per container, and this chart's is REST's (8080); use RawDeployment for gRPC, or REST in Serverless" }}
 {{- end }}
 {{- end }}

@@ -1,0 +1,217 @@
+"""Serving speed of both backends on the same model, in one run (not a test): closed-loop V2 load at a given
+concurrency (each client sends its next request as soon as its answer arrives, on one keep-alive connection),
+large bodies, and the bare predict floor. Backends alternate per measurement, so drift on a shared machine hits
+each alike; only the ratios within one run mean anything.
+
+    .venv/bin/python benchmarks/speed.py [--model DIR] [--seconds 20] [--concurrency 16 64] [--large-mb 5.8 20]
+
+The model defaults to a wine classifier (13 float64 columns, a column signature: the holdout-style tabular model
+of KServe's MLflow example). Each backend's environment is built by `mlflow-kserve init --backend <b>` (a cache
+dir of this run); both servers run at once, each idle while the other is measured, and each starts as the server
+image starts it: `mlserver start` with the chart's MLSERVER_PARALLEL_WORKERS=0, or `python -m mlflow_kserve_server
+start` with one worker. The load generator is a single asyncio thread with raw keep-alive HTTP/1.1 connections
+(little CPU of its own), in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from support import BIN, ROOT, Server
+
+NAME = "wine"
+PORTS = {"mlflow": 18480, "mlserver": 18490}
+
+
+def train_wine(dest: Path) -> Path:
+    code = f"""
+import mlflow, numpy as np, pandas as pd
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+data = load_wine()
+frame = pd.DataFrame(data.data.astype(np.float64), columns=[c.replace("/", "_") for c in data.feature_names])
+model = LogisticRegression(max_iter=5000).fit(frame, data.target)
+signature = mlflow.models.infer_signature(frame.iloc[:2], model.predict(frame.iloc[:2]))
+mlflow.sklearn.save_model(model, {str(dest)!r}, signature=signature)
+"""
+    if not (dest / "MLmodel").exists():
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return dest
+
+
+def columns(model: Path) -> list[str]:
+    import yaml
+
+    signature = yaml.safe_load((model / "MLmodel").read_text())["signature"]
+    return [c["name"] for c in json.loads(signature["inputs"])]
+
+
+def request_body(names: list[str], rows: int) -> bytes:
+    inputs = [{"name": n, "shape": [rows], "datatype": "FP64", "data": [round(1.0 + (i % 97) * 0.173, 3)
+              for i in range(rows)]} for n in names]  # fmt: skip
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def binary_body(names: list[str], rows: int) -> tuple[bytes, int]:
+    import numpy as np
+
+    inputs = [{"name": n, "shape": [rows], "datatype": "FP64", "parameters": {"binary_data_size": rows * 8}}
+              for n in names]  # fmt: skip
+    head = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    tail = b"".join(np.full(rows, 1.5).tobytes() for _ in names)
+    return head + tail, len(head)
+
+
+def http_request(body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"POST /v2/models/{NAME}/infer HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]  # fmt: skip
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> float:
+    started = time.perf_counter()
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}")
+    return time.perf_counter() - started
+
+
+async def closed_loop(port: int, raw: bytes, concurrency: int, seconds: float) -> list[float]:
+    """Latencies of every request ``concurrency`` clients completed in ``seconds``."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 26)
+        while time.perf_counter() < deadline:
+            latencies.append(await _one(reader, writer, raw))
+        writer.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies
+
+
+def summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "req/s": round(len(ordered) / seconds, 1),
+        "p50 ms": round(1000 * ordered[len(ordered) // 2], 1),
+        "p99 ms": round(1000 * ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)], 1),
+    }
+
+
+def sequential(port: int, raw: bytes, count: int) -> dict[str, float]:
+    async def run() -> list[float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 28)
+        times = [await _one(reader, writer, raw) for _ in range(count)]
+        writer.close()
+        return times
+
+    times = asyncio.run(run())
+    return {"median s": round(statistics.median(times), 3), "max s": round(max(times), 3)}
+
+
+def init(model: Path, backend: str, work: Path, extra: list[str]) -> Path:
+    env_dir = work / f"env-{backend}"
+    cmd = [BIN / "mlflow-kserve", "init", "--model-uri", str(model), "--name", NAME, "--backend", backend,
+           "--models-dir", str(work / f"models-{backend}"), "--env-dir", str(env_dir),
+           "--cache-dir", str(work / "cache"), *extra]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return env_dir
+
+
+def start(backend: str, env_dir: Path, models: Path, port: int) -> Server:
+    venv = env_dir / "venv"
+    if backend == "mlserver":
+        env = {"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(port + 1),
+               "MLSERVER_METRICS_PORT": str(port + 2), "MLSERVER_PARALLEL_WORKERS": "0",
+               "MLSERVER_METRICS_DIR": str(env_dir.parent)}  # fmt: skip
+        cmd = [venv / "bin" / "mlserver", "start", models]
+    else:
+        env = {"PYTHONPATH": str(env_dir / "lib")}
+        cmd = [venv / "bin" / "python", "-m", "mlflow_kserve_server", "start", models, "--host", "127.0.0.1",
+               "--port", str(port), "--metrics-port", str(port + 2)]  # fmt: skip
+    server = Server(cmd, port, NAME, env=env, cwd=env_dir)
+    server.wait_ready()
+    return server
+
+
+def floor(env_dir: Path, model: Path, names: list[str], seconds: float) -> float:
+    """Bare ``pyfunc.predict`` of one row, one thread, in the backend's venv: calls per second."""
+    code = f"""
+import time, mlflow.pyfunc, pandas as pd
+m = mlflow.pyfunc.load_model({str(model)!r})
+row = pd.DataFrame({{n: [1.5] for n in {names!r}}})
+for _ in range(50): m.predict(row)
+n, t = 0, time.perf_counter()
+while time.perf_counter() - t < {seconds}:
+    m.predict(row); n += 1
+print(n / (time.perf_counter() - t))
+"""
+    out = subprocess.run([env_dir / "venv" / "bin" / "python", "-c", code], check=True, capture_output=True, text=True)
+    return round(float(out.stdout.strip().splitlines()[-1]), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="an MLflow model with a column signature (default: wine)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--large-mb", type=float, nargs="+", default=[5.8, 20.0])
+    parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver"])
+    parser.add_argument("--init-arg", action="append", default=[], help="extra `init` flag (repeatable)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="speed-"))
+    model = args.model or train_wine(work / "wine-model")
+    names = columns(model)
+    envs = {b: init(model, b, work, args.init_arg) for b in args.backends}
+    one_row = http_request(request_body(names, 1))
+    binary, head = binary_body(names, 1)
+    binary_row = http_request(binary, {"Inference-Header-Content-Length": str(head)})
+    results: dict[str, dict[str, Any]] = {b: {} for b in args.backends}
+    for backend in args.backends:
+        results[backend]["floor predict/s"] = floor(envs[backend], model, names, 5)
+    per_row = len(request_body(names, 1000)) / 1000
+    servers = {b: start(b, envs[b], envs[b].parent / f"models-{b}", PORTS[b]) for b in args.backends}
+    try:
+        for backend in args.backends:
+            asyncio.run(closed_loop(PORTS[backend], one_row, 4, 2.0))  # warm-up
+        for concurrency in args.concurrency:
+            for backend in args.backends:
+                lat = asyncio.run(closed_loop(PORTS[backend], one_row, concurrency, args.seconds))
+                results[backend][f"json c={concurrency}"] = summary(lat, args.seconds)
+        for backend in args.backends:
+            lat = asyncio.run(closed_loop(PORTS[backend], binary_row, args.concurrency[0], args.seconds))
+            results[backend][f"binary c={args.concurrency[0]}"] = summary(lat, args.seconds)
+        for megabytes in args.large_mb:
+            raw = http_request(request_body(names, int(megabytes * 1e6 / per_row)))
+            for backend in args.backends:
+                results[backend][f"{megabytes} MB"] = sequential(PORTS[backend], raw, 5)
+        for backend in args.backends:
+            results[backend]["RSS MB"] = round(servers[backend].server_rss(own=True) / 1e6)
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(json.dumps({"model": str(model), "cpus": os.cpu_count(), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    main()
