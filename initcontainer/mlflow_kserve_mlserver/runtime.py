@@ -21,7 +21,7 @@ and 1.6.1, ``runtimes/mlflow/mlserver_mlflow/runtime.py`` ``predict``):
 - **Outputs named and shaped as the metadata says**: a bare array is answered as ``output-1`` with a batch
   dimension added (``mlserver/codecs/utils.py`` ``SingleInputRequestCodec``, ``inject_batch_dimension``) while the
   model's metadata, from its signature, declares ``output-0`` and the signature's shape; the answer takes the
-  declared name and shape.
+  declared name and shape (``output-0`` for a model without a signature).
 - **Protocol parameters are not model parameters**: tritonclient sends ``binary_data_output`` in the request's
   parameters (MLServer cannot send binary tensors anyway); it is not passed to ``predict(params=...)``.
 """
@@ -41,6 +41,7 @@ from mlserver_mlflow.codecs import TensorDictCodec
 # Request parameters that belong to the protocol (Triton's binary tensor extension), not to the model.
 PROTOCOL_PARAMETERS = frozenset({"binary_data_output"})
 MAX_MESSAGE = 1000
+UNNAMED, FIRST_OUTPUT = "output-1", "output-0"  # what MLServer names a bare array's output; what metadata would
 
 
 class V2Error(MLServerError):
@@ -86,10 +87,14 @@ class MLflowRuntime(_MLflowRuntime):
         return decoded
 
     def _as_declared(self, response: InferenceResponse) -> None:
-        """Name a lone unnamed output as the metadata does, and give each output the declared shape's rank."""
+        """Name a lone unnamed output as the metadata does (``output-0`` without a signature, as the mlflow backend
+        and KServe's own model server name it), and give each output the declared shape's rank."""
         declared = {tensor.name: tensor for tensor in self.outputs or ()}
-        if len(response.outputs) == 1 and len(declared) == 1 and response.outputs[0].name not in declared:
-            response.outputs[0].name = next(iter(declared))
+        if len(response.outputs) == 1 and response.outputs[0].name not in declared:
+            if len(declared) == 1:
+                response.outputs[0].name = next(iter(declared))
+            elif not declared and response.outputs[0].name == UNNAMED:
+                response.outputs[0].name = FIRST_OUTPUT
         for output in response.outputs:
             tensor = declared.get(output.name)
             if tensor is not None:
