@@ -247,14 +247,17 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
     columns = [*(f"json c={c}" for c in args.concurrency), f"binary c={c0}"]
     head = ["backend", *(f"{c} req/s, p50/p99 ms" for c in columns), *(f"{mb} MB s" for mb in args.large_mb),
             "RSS MB", "floor predict/s"]  # fmt: skip
-    lines = [f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, "
-             f"{args.seconds:.0f} s per load", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    machine = f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}"
+    lines = [f"{machine}, {args.seconds:.0f} s per load", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for backend, r in results.items():
         cells = [f"{r[c]['req/s']:.0f}, {r[c]['p50 ms']:.1f}/{r[c]['p99 ms']:.1f}" if "req/s" in r.get(c, {})
                  else "n/a" for c in columns]  # fmt: skip
         cells += [f"{r[f'{mb} MB']['median s']:.2f}" for mb in args.large_mb]
-        lines.append(f"| {LABELS.get(backend, backend)} | " + " | ".join([*cells, str(r["RSS MB"]),
-                                                                           str(r["floor predict/s"])]) + " |")
+        lines.append(
+            f"| {LABELS.get(backend, backend)} | "
+            + " | ".join([*cells, str(r["RSS MB"]), str(r["floor predict/s"])])
+            + " |"
+        )
     base = results.get("mlserver")
     if base:
         lines += ["", "Ratio to MLServer (req/s: higher is better; latency, seconds, RSS: lower is better):", ""]

@@ -128,7 +128,7 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
     model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
     return Prepared(
         settings, interpreter, plan, chosen, locked.request, locked.lock, settings.slim, locked.cached, model_bytes,
-        pinned, timings, locked.optional, locked.left_out,
+        optional=locked.optional, optional_left_out=locked.left_out, pinned=pinned, timings=timings,
     )  # fmt: skip
 
 

@@ -62,7 +62,8 @@ class MLflowRuntime(_MLflowRuntime):
             prediction = self._model.predict(model_input, params=_model_params(payload))
         except MlflowException as exc:  # MLflow's checks of the input and the params: the request's fault
             status = exc.get_http_status_code()
-            raise V2Error(_one_line("the model refused the request", exc), status if 400 <= status < 500 else 500)
+            status = status if 400 <= status < 500 else 500
+            raise V2Error(_one_line("the model refused the request", exc), status) from None
         except Exception as exc:
             raise V2Error(_one_line("the model failed", exc), 500) from None
         try:

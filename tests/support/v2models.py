@@ -133,12 +133,12 @@ class Kind:
 
 
 def _floats_signature() -> Any:
+    import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    import numpy as np
-
-    return ModelSignature(Schema([ColSpec("double", c) for c in "abc"]), Schema([TensorSpec(np.dtype("float64"), (-1,))]))
+    outputs = Schema([TensorSpec(np.dtype("float64"), (-1,))])
+    return ModelSignature(Schema([ColSpec("double", c) for c in "abc"]), outputs)
 
 
 def _mixed_signature() -> Any:
@@ -151,19 +151,18 @@ def _mixed_signature() -> Any:
 
 
 def _tensor32_signature() -> Any:
+    import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    import numpy as np
-
-    return ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, 4))]), Schema([TensorSpec(np.dtype("float32"), (-1, 2))]))  # fmt: skip
+    inputs, outputs = TensorSpec(np.dtype("float32"), (-1, 4)), TensorSpec(np.dtype("float32"), (-1, 2))
+    return ModelSignature(Schema([inputs]), Schema([outputs]))
 
 
 def _params_signature() -> Any:
+    import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
-
-    import numpy as np
 
     params = ParamSchema([ParamSpec("scale", "double", 2.0), ParamSpec("offset", "double", 0.5),
                           ParamSpec("fail", "boolean", False)])  # fmt: skip
@@ -172,35 +171,49 @@ def _params_signature() -> Any:
 
 KINDS: dict[str, Kind] = {
     "floats": Kind(
-        "floats", FLOATS,
-        [tensor("a", "FP64", [3], [1.0, 2.0, 0.5]), tensor("b", "FP64", [3], [0.25, -1.0, 4.0]),
-         tensor("c", "FP64", [3], [1.0, 0.0, -2.0])],
+        "floats",
+        FLOATS,
+        [
+            tensor("a", "FP64", [3], [1.0, 2.0, 0.5]),
+            tensor("b", "FP64", [3], [0.25, -1.0, 4.0]),
+            tensor("c", "FP64", [3], [1.0, 0.0, -2.0]),
+        ],
         [Output(None, "FP64", [4.5, 0.0, 2.5])],
         _floats_signature,
     ),
     "mixed": Kind(
-        "mixed", MIXED,
-        [tensor("name", "BYTES", [3], ["ana", "bé", "z"]), tensor("count", "INT64", [3], [1, -2, 40]),
-         tensor("flag", "BOOL", [3], [True, False, True])],
-        [Output("greeting", "BYTES", ["hi ana", "hi bé", "hi z"]), Output("double", "INT64", [2, -4, 80]),
-         Output("negated", "BOOL", [False, True, False])],
+        "mixed",
+        MIXED,
+        [
+            tensor("name", "BYTES", [3], ["ana", "bé", "z"]),
+            tensor("count", "INT64", [3], [1, -2, 40]),
+            tensor("flag", "BOOL", [3], [True, False, True]),
+        ],
+        [
+            Output("greeting", "BYTES", ["hi ana", "hi bé", "hi z"]),
+            Output("double", "INT64", [2, -4, 80]),
+            Output("negated", "BOOL", [False, True, False]),
+        ],
         _mixed_signature,
     ),
     "tensor32": Kind(
-        "tensor32", TENSOR32,
+        "tensor32",
+        TENSOR32,
         [tensor("input-0", "FP32", [2, 4], [1.0, 2.0, 3.0, 4.0, 0.5, 0.25, -1.0, 2.0])],
         [Output(None, "FP32", [6.0, 1.0, 0.5, -3.25])],
         _tensor32_signature,
     ),
     "params": Kind(
-        "params", PARAMS,
+        "params",
+        PARAMS,
         [tensor("x", "FP64", [3], [1.0, -0.5, 10.0])],
         [Output(None, "FP64", [3.5, -0.25, 30.5])],  # x * 3 + 0.5: scale sent, offset from its default
         _params_signature,
         {"scale": 3.0},
     ),
     "nosig": Kind(
-        "nosig", NOSIG,
+        "nosig",
+        NOSIG,
         [tensor("x", "FP64", [2, 3], [1.0, 2.0, 3.0, -1.0, 0.5, 0.0])],
         [Output(None, "FP64", [2.0, 4.0, 6.0, -2.0, 1.0, 0.0])],
     ),
@@ -286,7 +299,8 @@ signature = infer_signature(example, pd.DataFrame({"y": [1.0, 2.0], "shout": ["A
 mlflow.pyfunc.save_model(out, python_model=code, signature=signature, pip_requirements=requirements)
 """
 LEGACY_KIND = Kind(
-    "legacy", LEGACY,
+    "legacy",
+    LEGACY,
     [tensor("x", "FP64", [2], [1.5, -2.0]), tensor("name", "BYTES", [2], ["ab", "é"])],
     [Output("y", "FP64", [3.0, -4.0]), Output("shout", "BYTES", ["AB", "É"])],
     lambda: None,  # it has one (saved by the builder); the tests only need to know that
