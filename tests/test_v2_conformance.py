@@ -79,6 +79,12 @@ MLSERVER_HEALTH = "the health routes answer an empty body (mlserver/rest/endpoin
 MLSERVER_VALIDATION = ("a body that is not a valid InferenceRequest is FastAPI's 422 {\"detail\": [...]}: MLServer "
                        "registers an error handler for its own errors only (mlserver/rest/app.py:178-183, "
                        "mlserver/rest/errors.py:18)")  # fmt: skip
+MLSERVER_GRPC_READY = ("gRPC ModelReady of an unknown model is UNKNOWN: it has no error handler, unlike "
+                       "ModelMetadata and ModelInfer (mlserver/grpc/servicers.py:46-51)")  # fmt: skip
+MLSERVER_GRPC_DOUBLE = ("a float parameter over gRPC is lost: MLServer's proto has no double_param "
+                        "(proto/dataplane.proto:298-313), so Triton's arrives as no value "
+                        "(mlserver/grpc/converters.py:27-33); our runtime answers 400 instead of running the model "
+                        "without it")  # fmt: skip
 MLSERVER_EXTENSIONS = ("server metadata lists settings.extensions (mlserver/handlers/dataplane.py:73), empty: "
                        "MLServer implements none of Triton's extensions")  # fmt: skip
 
@@ -259,9 +265,20 @@ def test_server_live_ready_and_each_model_ready(
         assert clients[sdk].call(op="live", **call) is True
         assert clients[sdk].call(op="ready", **call) is True
         assert clients[sdk].call(op="model_ready", model=target.name, **call) is True
-        unknown = clients[sdk].call(op="model_ready", model="no-such-model", **call)
-        assert unknown is False or (isinstance(unknown, ClientError) and unknown.status in ("404", "NOT_FOUND"))
         good_request_still_works(clients, sdk, transport, target)
+
+
+@pytest.mark.parametrize(("backend", "sdk", "transport"), params_for(HEALTH_CASES, {
+    ("mlserver", sdk, "grpc"): MLSERVER_GRPC_READY for sdk in ("triton", "kserve")
+}))  # fmt: skip
+def test_an_unknown_models_readiness_is_false_or_not_found(
+    backend: str, sdk: str, transport: str, targets: dict[tuple[str, str], Target], clients: dict[str, ClientProcess]
+) -> None:
+    target = targets[(backend, "floats")]
+    call = {"transport": transport, "url": target.address(transport)}
+    unknown = clients[sdk].call(op="model_ready", model="no-such-model", **call)
+    assert unknown is False or (isinstance(unknown, ClientError) and unknown.status in ("404", "NOT_FOUND")), unknown
+    good_request_still_works(clients, sdk, transport, target)
 
 
 @pytest.mark.parametrize("backend", params_for([("mlflow",), ("mlserver",)], {("mlserver",): MLSERVER_HEALTH}))
@@ -283,8 +300,7 @@ def test_server_metadata_names_the_binary_tensor_extension(
     answer = clients["triton"].call(op="server_metadata", transport=transport, url=target.address(transport))
     assert not isinstance(answer, ClientError), answer
     assert answer["name"] and answer["version"]
-    if transport == "http":
-        assert "binary_tensor_data" in answer["extensions"], answer
+    assert "binary_tensor_data" in answer.get("extensions", []), answer  # gRPC's JSON form omits an empty list
 
 
 META_CASES = [(backend, model, transport) for backend in BACKENDS for model in MODELS for transport in ("http", "grpc")]
@@ -397,6 +413,28 @@ def test_compressed_bodies_get_the_models_answer(
                    response_compression=algorithm)  # fmt: skip
     assert_answer(answer, target)
     good_request_still_works(clients, "triton", "http", target)
+
+
+@pytest.mark.parametrize("backend", params_for([("mlflow",), ("mlserver",)], {("mlserver",): MLSERVER_GRPC_DOUBLE}))
+def test_a_float_parameter_reaches_the_model_over_grpc(
+    backend: str, targets: dict[tuple[str, str], Target], clients: dict[str, ClientProcess]
+) -> None:
+    """tritonclient sends a float parameter as Triton's double_param (the KServe SDK cannot send one at all)."""
+    target = targets[(backend, "params")]
+    answer = infer(clients, "triton", "grpc", target, parameters={"scale": 0.5})
+    assert not isinstance(answer, ClientError), answer
+    assert answer["outputs"][0]["data"] == [1.0, 0.25, 5.5]  # x * 0.5 + 0.5
+
+
+def test_mlserver_refuses_a_float_parameter_it_cannot_read(
+    targets: dict[tuple[str, str], Target], clients: dict[str, ClientProcess]
+) -> None:
+    """Where MLServer loses the value (above), our runtime says so instead of running the model without it."""
+    target = targets[("mlserver", "params")]
+    answer = infer(clients, "triton", "grpc", target, parameters={"scale": 0.5})
+    assert isinstance(answer, ClientError) and answer.status == "INVALID_ARGUMENT", answer
+    assert "parameter 'scale' has no value MLServer can read" in answer.message
+    good_request_still_works(clients, "triton", "grpc", target)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

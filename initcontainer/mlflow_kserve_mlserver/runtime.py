@@ -24,6 +24,9 @@ and 1.6.1, ``runtimes/mlflow/mlserver_mlflow/runtime.py`` ``predict``):
   declared name and shape (``output-0`` for a model without a signature).
 - **Protocol parameters are not model parameters**: tritonclient sends ``binary_data_output`` in the request's
   parameters (MLServer cannot send binary tensors anyway); it is not passed to ``predict(params=...)``.
+- **A parameter MLServer could not read is a 400**: its gRPC proto has no ``double_param`` (``proto/dataplane.proto``
+  ``InferParameter``), so a float parameter sent over gRPC (tritonclient does) arrived as ``None`` and the model
+  ran with it (``mlserver/grpc/converters.py`` ``_get_value``).
 """
 
 from __future__ import annotations
@@ -57,9 +60,9 @@ class V2Error(MLServerError):
 
 class MLflowRuntime(_MLflowRuntime):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        model_input = self._decode(payload)
+        model_input, params = self._decode(payload), _model_params(payload)
         try:
-            prediction = self._model.predict(model_input, params=_model_params(payload))
+            prediction = self._model.predict(model_input, params=params)
         except MlflowException as exc:  # MLflow's checks of the input and the params: the request's fault
             status = exc.get_http_status_code()
             status = status if 400 <= status < 500 else 500
@@ -105,6 +108,12 @@ class MLflowRuntime(_MLflowRuntime):
 def _model_params(payload: InferenceRequest) -> dict[str, Any] | None:
     extra = (payload.parameters.model_extra or {}) if payload.parameters else {}
     params = {key: value for key, value in extra.items() if key not in PROTOCOL_PARAMETERS}
+    unread = [key for key, value in params.items() if value is None]
+    if unread:  # MLServer's gRPC proto has no double_param: Triton's arrives as an empty value, not as the number
+        raise V2Error(
+            f"parameter {', '.join(map(repr, unread))} has no value MLServer can read: over gRPC it reads bool, "
+            "int64 and string parameters only; send a number as an integer or a string, or use REST"
+        )
     return params or None
 
 

@@ -15,7 +15,8 @@ Reads one JSON request per line on stdin, answers one JSON line on stdout:
     -> {"ok": true, "result": ...} | {"ok": false, "error": {"type", "status", "message"}}
 
 An infer result is {"model_name", "model_version", "id", "outputs": [{"name", "datatype", "shape", "data" (flat, BYTES
-as UTF-8 text), "binary" (whether the server sent the tensor in binary)}]}. ``status`` is the HTTP status as a
+as UTF-8 text), "binary" (whether the server sent the tensor in binary; the KServe SDK over REST: whether the
+answer carried binary tensors)}]}. ``status`` is the HTTP status as a
 string ("400") or the gRPC code's name ("INVALID_ARGUMENT"); ``parsed`` says whether the SDK read the server's
 error body (tritonclient says so when it cannot).
 
@@ -209,13 +210,15 @@ class KServe:
                        for o in request["outputs"]]  # fmt: skip
         infer_request = self.InferRequest(request["model"], inputs, request_id=request.get("id"),
                                           parameters=request.get("parameters"), request_outputs=outputs)  # fmt: skip
+        headers: dict[str, str] = {}
         if rest:
-            response = await client.infer(base, infer_request, model_name=request["model"])
+            response = await client.infer(base, infer_request, model_name=request["model"], response_headers=headers)
         else:
             response = await client.infer(infer_request)
+        # The SDK turns binary outputs into data as it reads them: the header says the body carried binary tensors.
+        binary = any(k.lower() == "inference-header-content-length" for k in headers)
         answered = [{"name": o.name, "datatype": o.datatype, "shape": [int(d) for d in o.shape],
-                     "data": flat(o.as_numpy()), "binary": o._raw_data is not None}
-                    for o in response.outputs]  # fmt: skip
+                     "data": flat(o.as_numpy()), "binary": binary} for o in response.outputs]  # fmt: skip
         return {"model_name": response.model_name, "model_version": response.model_version or None,
                 "id": response.id, "outputs": answered}  # fmt: skip
 

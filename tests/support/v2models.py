@@ -7,7 +7,8 @@ so `mlflow-kserve init` builds that environment once (one cache entry) and the o
   one; in the pandas-3 environment and again in a pandas-2 one (the only model there);
 - ``tensor32``: an FP32 tensor signature, shape (-1, 4) -> FP32 (-1, 2);
 - ``params``: a column x and params with defaults (scale 2.0, offset 0.5, fail False) -> x * scale + offset;
-  ``fail`` makes the model raise;
+  ``fail`` makes the model raise; requests send scale as the integer 3 (MLflow takes it for the double: KServe's
+  gRPC parameters have no double at all);
 - ``nosig``: no signature at all -> twice its input.
 
 Each model's expected answer is computed here from its inputs (the model code is that arithmetic), so what the
@@ -200,16 +201,16 @@ KINDS: dict[str, Kind] = {
         "tensor32",
         TENSOR32,
         [tensor("input-0", "FP32", [2, 4], [1.0, 2.0, 3.0, 4.0, 0.5, 0.25, -1.0, 2.0])],
-        [Output(None, "FP32", [6.0, 1.0, 0.5, -3.25])],
+        [Output(None, "FP32", [6.0, 1.0, 0.5, -2.75])],
         _tensor32_signature,
     ),
     "params": Kind(
         "params",
         PARAMS,
         [tensor("x", "FP64", [3], [1.0, -0.5, 10.0])],
-        [Output(None, "FP64", [3.5, -0.25, 30.5])],  # x * 3 + 0.5: scale sent, offset from its default
+        [Output(None, "FP64", [3.5, -1.0, 30.5])],  # x * 3 + 0.5: scale sent, offset from its default
         _params_signature,
-        {"scale": 3.0},
+        {"scale": 3},  # an integer for a double param: KServe's gRPC parameters have no double (KServe's proto)
     ),
     "nosig": Kind(
         "nosig",
