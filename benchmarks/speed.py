@@ -260,7 +260,13 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
         )
     base = results.get("mlserver")
     if base:
-        lines += ["", "Ratio to MLServer (req/s: higher is better; latency, seconds, RSS: lower is better):", ""]
+        lines += [
+            "",
+            "Ratio to MLServer (req/s: higher is better; latency, seconds, RSS: lower is better):",
+            "",
+            "| " + " | ".join(head[:-1]) + " |",
+            "|" + "---|" * (len(head) - 1),
+        ]
         for backend, r in results.items():
             if backend == "mlserver":
                 continue
@@ -272,7 +278,7 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
                 else:
                     cells.append("n/a")
             cells += [f"{r[f'{mb} MB']['median s'] / base[f'{mb} MB']['median s']:.2f}x" for mb in args.large_mb]
-            cells += [f"{r['RSS MB'] / base['RSS MB']:.2f}x", ""]
+            cells.append(f"{r['RSS MB'] / base['RSS MB']:.2f}x")
             lines.append(f"| {LABELS.get(backend, backend)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
