@@ -185,8 +185,10 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver", SAME_VENV])
     parser.add_argument("--init-arg", action="append", default=[], help="extra `init` flag (repeatable)")
     parser.add_argument("--markdown", action="store_true", help="print the README's table too")
+    parser.add_argument("--work", type=Path, help="work dir to keep (its cache makes a rerun's init quick)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="speed-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="speed-"))
+    work.mkdir(parents=True, exist_ok=True)
     model = args.model or train_wine(work / "wine-model")
     names = columns(model)
     built = {b: init(model, b, work, args.init_arg) for b in {_venv_of(b) for b in args.backends}}

@@ -338,11 +338,13 @@ def test_sigterm_while_the_model_loads_stops_the_server_with_exit_0(env: ModelEn
     assert "stopped" in text, "either before the model loaded or, if it was that fast, after"
 
 
-def _sigterm_once_logged(env: ModelEnv, log: Path, line: str) -> tuple[int, str]:
-    """Start the mlflow backend on ``env``, SIGTERM it as soon as its output shows ``line``: its exit code and log."""
+def _sigterm_once_logged(env: ModelEnv, log: Path, line: str, **variables: str) -> tuple[int, str]:
+    """Start the mlflow backend on ``env`` (with the environment ``variables``), SIGTERM it as soon as its output
+    shows ``line``: its exit code and log."""
     with log.open("w") as out:
-        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)  # fmt: skip
+        proc = subprocess.Popen(mlflow_backend_command(env, free_port()), env=mlflow_backend_env(**variables),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=log.parent)  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while line not in log.read_text():
@@ -355,6 +357,7 @@ def _sigterm_once_logged(env: ModelEnv, log: Path, line: str) -> tuple[int, str]
 
 NESTED_MODEL_CODE = """
 import ctypes
+import os
 
 import mlflow
 
@@ -364,13 +367,15 @@ class Never(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-# What some extension modules do while they import: run Python through the C API's PyRun_String.
-run = ctypes.pythonapi.PyRun_String
-run.restype = ctypes.py_object
-run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
-print("sleeping inside PyRun_String", flush=True)
-scope = {}
-run(b"import time\\ntime.sleep(120)\\n", 257, scope, scope)  # 257: Py_file_input
+# What some extension modules do while they import: run Python through the C API's PyRun_String. Only in the
+# server: save_model runs this file too (twice), and would sleep 4 minutes.
+if os.environ.get("NESTED_MODEL_SLEEPS"):
+    run = ctypes.pythonapi.PyRun_String
+    run.restype = ctypes.py_object
+    run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+    print("sleeping inside PyRun_String", flush=True)
+    scope = {}
+    run(b"import time\\ntime.sleep(120)\\n", 257, scope, scope)  # 257: Py_file_input
 mlflow.models.set_model(Never())
 """
 
@@ -387,7 +392,9 @@ def test_sigterm_inside_c_code_that_runs_python_still_exits_0(env: ModelEnv, tmp
     mlflow.pyfunc.save_model(tmp_path / "model", python_model=str(code))
     write_model_settings(tmp_path / "models", "nested", tmp_path / "model", "1")
     nested = ModelEnv("nested", env.python, tmp_path / "models")
-    returncode, text = _sigterm_once_logged(nested, tmp_path / "nested.log", "sleeping inside PyRun_String")
+    returncode, text = _sigterm_once_logged(
+        nested, tmp_path / "nested.log", "sleeping inside PyRun_String", NESTED_MODEL_SLEEPS="1"
+    )
     assert "stopped before the model was loaded" in text, text[-3000:]
     assert returncode == 0, text[-3000:]
 

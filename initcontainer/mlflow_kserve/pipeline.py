@@ -55,10 +55,10 @@ class Prepared:
     slim: bool
     lock_cached: bool = False
     model_bytes: int = 0
-    optional: tuple[str, ...] = ()  # the stack's optional packages the lock holds
-    optional_left_out: str | None = None  # why the stack's optional packages are not in the lock
     pinned: Pinned | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()  # the stack's optional packages the lock holds
+    optional_left_out: str | None = None  # why the stack's optional packages are not in the lock
 
 
 def check(settings: Settings) -> Prepared:
@@ -128,7 +128,7 @@ def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
     model_bytes = getattr(fetched, "bytes", 0) or dir_bytes(settings.model_dir)
     return Prepared(
         settings, interpreter, plan, chosen, locked.request, locked.lock, settings.slim, locked.cached, model_bytes,
-        optional=locked.optional, optional_left_out=locked.left_out, pinned=pinned, timings=timings,
+        pinned, timings, optional=locked.optional, optional_left_out=locked.left_out,
     )  # fmt: skip
 
 
