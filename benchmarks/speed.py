@@ -4,13 +4,16 @@ large bodies, and the bare predict floor. Backends alternate in rounds within ea
 shared machine hits each alike; only the ratios within one run mean anything.
 
     .venv/bin/python benchmarks/speed.py [--model DIR] [--seconds 20] [--concurrency 16 64] [--large-mb 5.8 20]
+        [--backends mlflow mlserver mlflow@mlserver] [--markdown]
 
 The model defaults to a wine classifier (13 float64 columns, a column signature: the holdout-style tabular model
 of KServe's MLflow example). Each backend's environment is built by `mlflow-kserve init --backend <b>` (a cache
 dir of this run); both servers run at once, each idle while the other is measured, and each starts as the server
 image starts it: `mlserver start` with the chart's MLSERVER_PARALLEL_WORKERS=0, or `python -m mlflow_kserve_server
-start` with one worker. The load generator is a single asyncio thread with raw keep-alive HTTP/1.1 connections
-(little CPU of its own), in this process.
+start` with one worker. ``mlflow@mlserver`` is the mlflow backend started from MLServer's venv (the same packages
+as MLServer: uvloop, httptools, orjson), so the two servers compare on the same venv too. The load generator is a
+single asyncio thread with raw keep-alive HTTP/1.1 connections (little CPU of its own), in this process.
+``--markdown`` prints the README's table (date, machine, ratios to MLServer) after the JSON.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 from support import BIN, ROOT, Server
 
 NAME = "wine"
-PORTS = {"mlflow": 18480, "mlserver": 18490}
+PORTS = {"mlflow": 18480, "mlserver": 18490, "mlflow@mlserver": 18500}
+SAME_VENV = "mlflow@mlserver"  # the mlflow backend from MLServer's venv
 
 
 def train_wine(dest: Path) -> Path:
@@ -148,14 +152,17 @@ def init(model: Path, backend: str, work: Path, extra: list[str]) -> Path:
 
 
 def start(backend: str, env_dir: Path, models: Path, port: int) -> Server:
+    """``backend`` from ``env_dir``; SAME_VENV is the mlflow backend on MLServer's venv (``env_dir``), with the V2
+    server package from this source tree (init copies it only for the mlflow backend)."""
     venv = env_dir / "venv"
+    lib = ROOT / "initcontainer" if backend == SAME_VENV else env_dir / "lib"
     if backend == "mlserver":
         env = {"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(port + 1),
                "MLSERVER_METRICS_PORT": str(port + 2), "MLSERVER_PARALLEL_WORKERS": "0",
                "MLSERVER_METRICS_DIR": str(env_dir.parent)}  # fmt: skip
         cmd = [venv / "bin" / "mlserver", "start", models]
     else:
-        env = {"PYTHONPATH": str(env_dir / "lib")}
+        env = {"PYTHONPATH": str(lib)}
         cmd = [venv / "bin" / "python", "-m", "mlflow_kserve_server", "start", models, "--host", "127.0.0.1",
                "--port", str(port), "--metrics-port", str(port + 2)]  # fmt: skip
     server = Server(cmd, port, NAME, env=env, cwd=env_dir)
@@ -186,23 +193,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="the seconds split into alternating rounds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--large-mb", type=float, nargs="+", default=[5.8, 20.0])
-    parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver"])
+    parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver", SAME_VENV])
     parser.add_argument("--init-arg", action="append", default=[], help="extra `init` flag (repeatable)")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table too")
     parser.add_argument("--work", type=Path, help="work dir to keep (its cache makes a rerun's init quick)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="speed-"))
     work.mkdir(parents=True, exist_ok=True)
     model = args.model or train_wine(work / "wine-model")
     names = columns(model)
-    envs = {b: init(model, b, work, args.init_arg) for b in args.backends}
+    built = {b: init(model, b, work, args.init_arg) for b in {_venv_of(b) for b in args.backends}}
+    envs = {b: built[_venv_of(b)] for b in args.backends}
     one_row = http_request(request_body(names, 1))
     binary, head = binary_body(names, 1)
     binary_row = http_request(binary, {"Inference-Header-Content-Length": str(head)})
     results: dict[str, dict[str, Any]] = {b: {} for b in args.backends}
     for backend in args.backends:
-        results[backend]["floor predict/s"] = floor(envs[backend], model, names, 5)
+        same = next((b for b in args.backends if b in results and envs[b] == envs[backend] and results[b]), None)
+        results[backend]["floor predict/s"] = (results[same]["floor predict/s"] if same
+                                               else floor(envs[backend], model, names, 5))  # fmt: skip
     per_row = len(request_body(names, 1000)) / 1000
-    servers = {b: start(b, envs[b], envs[b].parent / f"models-{b}", PORTS[b]) for b in args.backends}
+    servers = {b: start(b, envs[b], envs[b].parent / f"models-{_venv_of(b)}", PORTS[b]) for b in args.backends}
     try:
         for backend in args.backends:
             asyncio.run(closed_loop(PORTS[backend], one_row, 4, 2.0))  # warm-up
@@ -232,6 +243,62 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     print(json.dumps({"model": str(model), "cpus": os.cpu_count(), "results": results}, indent=1))
+    if args.markdown:
+        print(markdown(results, args))
+
+
+def _venv_of(backend: str) -> str:
+    """The backend whose `init` builds the venv ``backend`` runs from."""
+    return "mlserver" if backend == SAME_VENV else backend
+
+
+LABELS = {"mlflow": "mlflow backend (its own venv, as `auto` serves it)", "mlserver": "MLServer 1.7.1",
+          SAME_VENV: "mlflow backend on MLServer's venv"}  # fmt: skip
+
+
+def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    """The README's table: one row per backend, then each one's ratio to MLServer (req/s: higher is better; the
+    rest: lower is better)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    c0 = args.concurrency[0]
+    columns = [*(f"json c={c}" for c in args.concurrency), f"binary c={c0}"]
+    head = ["backend", *(f"{c} req/s, p50/p99 ms" for c in columns), *(f"{mb} MB s" for mb in args.large_mb),
+            "RSS MB", "floor predict/s"]  # fmt: skip
+    machine = f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}"
+    lines = [f"{machine}, {args.seconds:.0f} s per load", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for backend, r in results.items():
+        cells = [f"{r[c]['req/s']:.0f}, {r[c]['p50 ms']:.1f}/{r[c]['p99 ms']:.1f}" if "req/s" in r.get(c, {})
+                 else "n/a" for c in columns]  # fmt: skip
+        cells += [f"{r[f'{mb} MB']['median s']:.2f}" for mb in args.large_mb]
+        lines.append(
+            f"| {LABELS.get(backend, backend)} | "
+            + " | ".join([*cells, str(r["RSS MB"]), str(r["floor predict/s"])])
+            + " |"
+        )
+    base = results.get("mlserver")
+    if base:
+        lines += [
+            "",
+            "Ratio to MLServer (req/s: higher is better; latency, seconds, RSS: lower is better):",
+            "",
+            "| " + " | ".join(head[:-1]) + " |",
+            "|" + "---|" * (len(head) - 1),
+        ]
+        for backend, r in results.items():
+            if backend == "mlserver":
+                continue
+            cells = []
+            for c in columns:
+                if "req/s" in r.get(c, {}) and "req/s" in base.get(c, {}):
+                    cells.append(f"{r[c]['req/s'] / base[c]['req/s']:.2f}x, {r[c]['p50 ms'] / base[c]['p50 ms']:.2f}x/"
+                                 f"{r[c]['p99 ms'] / base[c]['p99 ms']:.2f}x")  # fmt: skip
+                else:
+                    cells.append("n/a")
+            cells += [f"{r[f'{mb} MB']['median s'] / base[f'{mb} MB']['median s']:.2f}x" for mb in args.large_mb]
+            cells.append(f"{r['RSS MB'] / base['RSS MB']:.2f}x")
+            lines.append(f"| {LABELS.get(backend, backend)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/bin/sh
 # mlflow-kserve server entrypoint: the server report.json names, from the venv the init container built.
 # - refuses to start without a complete environment (report.json is written last by `mlflow-kserve init`)
-# - backend mlserver: `mlserver start` on /mnt/models (V2 REST and gRPC); backend mlflow: the model's own MLflow
+# - backend mlserver: `mlserver start` on /mnt/models (V2 REST and gRPC; MLSERVER_DEBUG=false unless set: no
+#   tracebacks in answers); backend mlflow: the model's own MLflow
 #   scoring server with the V2 routes, `python -m mlflow_kserve_server start /mnt/models`, the package from
 #   /mnt/env/lib on PYTHONPATH (init copies it there; it is not installed into the venv)
 # - keeps every write under /tmp (metrics dir and working dir), so the root filesystem can be read-only
@@ -59,6 +60,8 @@ case "$backend" in
     if [ -f "$ENV_DIR/mlserver-logging.json" ]; then
       export MLSERVER_LOGGING_SETTINGS="${MLSERVER_LOGGING_SETTINGS:-$ENV_DIR/mlserver-logging.json}"
     fi
+    # MLServer's default debug=true answers an unexpected 500 with a traceback: off unless the operator sets it
+    export MLSERVER_DEBUG="${MLSERVER_DEBUG:-false}"
     set -- "$ENV_DIR/venv/bin/mlserver" start "$root" ;;
   mlflow)
     server="MLflow's scoring server"

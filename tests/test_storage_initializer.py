@@ -106,7 +106,8 @@ def test_kserve_arguments_and_annotations_build_the_layout_the_server_reads(
     assert report["model_uri"] == s3_models["sklearn-columns"]
     assert report["packages"]["roman"] == "4.2" and "pyyaml" in report["packages"]
     assert (dest / ".env" / "venv" / "bin" / "python").exists()
-    assert sorted(p.name for p in dest.iterdir()) == [".env", "model", "model-settings.json"]
+    runtime = ["mlflow_kserve_mlserver"] if report["backend"]["name"] == "mlserver" else []  # MLServer's runtime
+    assert sorted(p.name for p in dest.iterdir()) == [".env", "model", "model-settings.json", *runtime]
 
 
 @pytest.mark.network

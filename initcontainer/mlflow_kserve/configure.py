@@ -1,6 +1,7 @@
 """Step 6: the files the server container reads: model-settings.json (MLServer reads it, and so does the mlflow
-backend's V2 server), the V2 server package for the mlflow backend, and report.json (what was installed, how long
-each step took). report.json is written last: its presence means init completed."""
+backend's V2 server), the V2 server package for the mlflow backend or the MLflow runtime MLServer runs (both copied
+before verify, which imports them), and report.json (what was installed, how long each step took). report.json is
+written last: its presence means init completed."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from mlflow_kserve import procs
 from mlflow_kserve.errors import ConfigError, InstallError
 from mlflow_kserve.files import remove, write_atomic
 
-RUNTIME = "mlserver_mlflow.MLflowRuntime"
 SERVER_PACKAGE = "mlflow_kserve_server"
+RUNTIME_PACKAGE = "mlflow_kserve_mlserver"
+# the runtime MLServer loads the model with: ours (mlserver-mlflow's, fixed for V2 clients) under the mlserver
+# backend; the mlflow backend reads only the name and uri
+RUNTIMES = {"mlserver": f"{RUNTIME_PACKAGE}.runtime.MLflowRuntime", "mlflow": "mlserver_mlflow.MLflowRuntime"}
 # MLServer's logging config (MLSERVER_LOGGING_SETTINGS), in the env dir; `run` and the server image point MLServer at
 # it unless the environment names its own. MLServer runs two uvicorn servers (REST and metrics), each logging the same
 # start and stop lines ("Started server process", "Application startup complete", "Shutting down", ...) beside
@@ -42,7 +46,13 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def model_settings(
-    name: str, model_dir: Path, models_dir: Path, *, max_batch_size: int = 0, max_batch_time: float = 0.0
+    name: str,
+    model_dir: Path,
+    models_dir: Path,
+    *,
+    backend: str = "mlserver",
+    max_batch_size: int = 0,
+    max_batch_time: float = 0.0,
 ) -> dict[str, Any]:
     """MLServer resolves a relative ``uri`` against the settings file's folder: the same file works in the
     pod (/mnt/models) and under `mlflow-kserve run`'s work dir. Adaptive batching is on when
@@ -51,7 +61,7 @@ def model_settings(
     uri = os.path.relpath(model_dir, models_dir)
     settings: dict[str, Any] = {
         "name": name,
-        "implementation": RUNTIME,
+        "implementation": RUNTIMES[backend],
         "parameters": {"uri": f"./{uri}"},
     }
     if max_batch_size > 1:
@@ -64,21 +74,33 @@ def write_server_package(lib: Path, python: str) -> Path:
     """Copy the mlflow backend's V2 server (installed beside this package, from the same source tree) to
     ``lib/mlflow_kserve_server`` with its bytecode, compiled by the serving interpreter. It is put on PYTHONPATH
     when the server starts, never installed into the venv: the venv holds the model's packages only."""
-    spec = importlib.util.find_spec(SERVER_PACKAGE)  # finds it without importing it here
+    return _write_package(SERVER_PACKAGE, lib, python, "or use --backend mlserver")
+
+
+def write_mlserver_runtime(models_dir: Path, python: str) -> Path:
+    """Copy the MLflow runtime MLServer runs (``mlflow_kserve_mlserver``) next to model-settings.json, compiled by
+    the serving interpreter: MLServer imports a model's ``implementation`` with that folder on ``sys.path``
+    (SeldonIO/MLServer 1.7.1 and 1.6.1, ``mlserver/settings.py`` ``ModelSettings.implementation``), so nothing is
+    installed into the venv."""
+    return _write_package(RUNTIME_PACKAGE, models_dir, python, "or use --backend mlflow")
+
+
+def _write_package(package: str, parent: Path, python: str, instead: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds it without importing it here
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            f"the V2 server package {SERVER_PACKAGE} is not installed beside mlflow_kserve",
-            "reinstall mlflow-kserve (the init image ships both), or use --backend mlserver",
+            f"the package {package} is not installed beside mlflow_kserve",
+            f"reinstall mlflow-kserve (the init image ships it), {instead}",
         )
     source = Path(next(iter(spec.submodule_search_locations)))
-    dest = lib / SERVER_PACKAGE
-    tmp = lib / f".{SERVER_PACKAGE}.tmp"
+    dest = parent / package
+    tmp = parent / f".{package}.tmp"
     remove(tmp)
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # -d: tracebacks name the final path, not the temporary one
     compiled = procs.run([python, "-m", "compileall", "-q", "-d", dest, tmp], env={"PYTHONDONTWRITEBYTECODE": ""})
     if compiled.returncode != 0:
-        raise InstallError(f"cannot compile {SERVER_PACKAGE} with {python}: {compiled.output[-300:]}")
+        raise InstallError(f"cannot compile {package} with {python}: {compiled.output[-300:]}")
     remove(dest)
     os.replace(tmp, dest)
     return dest

@@ -29,8 +29,10 @@ from mlflow_kserve.backends import Chosen, choose
 from mlflow_kserve.configure import (
     MLSERVER_LOG_CONFIG,
     MLSERVER_LOGGING,
+    RUNTIME_PACKAGE,
     model_settings,
     write_json,
+    write_mlserver_runtime,
     write_server_package,
 )
 from mlflow_kserve.env_store import EnvStore, Manifest, Restored, StoreFault, StoreKey, store_key, unkeyable
@@ -138,7 +140,7 @@ def _run(settings: Settings, *, building: bool) -> dict[str, Any]:
     with step("configure", timings):
         if not building:
             write_json(settings.model_settings_file, model_settings(
-                settings.name, settings.model_dir, settings.models_dir,
+                settings.name, settings.model_dir, settings.models_dir, backend=prepared.chosen.backend,
                 max_batch_size=settings.max_batch_size, max_batch_time=settings.max_batch_time,
             ))  # fmt: skip
             if prepared.chosen.backend == "mlserver":
@@ -164,8 +166,7 @@ def _run(settings: Settings, *, building: bool) -> dict[str, Any]:
 def _install_verified(prepared: Prepared, cache: Any, timings: dict[str, float]) -> tuple[Prepared, bool]:
     """Steps 4 and 5 from the lock; with --slim, a model that does not load with mlflow-skinny gets full mlflow."""
     settings = prepared.settings
-    if prepared.chosen.backend == "mlflow":  # before verify, which imports it
-        write_server_package(settings.server_lib, settings.python)
+    _write_server_code(settings, prepared.chosen.backend)
     try:
         return prepared, _install(prepared, cache, timings)
     except VerifyError as exc:
@@ -174,6 +175,15 @@ def _install_verified(prepared: Prepared, cache: Any, timings: dict[str, float])
         log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
         prepared = _relock(prepared, slim=False, timings=timings)
         return prepared, _install(prepared, cache, timings)
+
+
+def _write_server_code(settings: Settings, backend: str) -> None:
+    """Our code the backend's server runs, before verify, which imports it: the mlflow backend's server package,
+    or the MLServer runtime beside the model settings."""
+    if backend == "mlflow":
+        write_server_package(settings.server_lib, settings.python)
+    else:
+        write_mlserver_runtime(settings.models_dir, settings.python)
 
 
 def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
@@ -265,8 +275,7 @@ def _from_store(
                 settings, interpreter, plan, Chosen(stack, manifest.reason), request, lock, manifest.slim, False,
                 planned.model_bytes, planned.pinned, timings, optional=optional, optional_left_out=left_out,
             )  # fmt: skip
-            if stack.backend == "mlflow":
-                write_server_package(settings.server_lib, settings.python)
+            _write_server_code(settings, stack.backend)
 
             def unpack(path: Path) -> None:
                 restored.append(store.restore(manifest, path))
@@ -276,6 +285,7 @@ def _from_store(
         trail.fault(fault)
         settings.lock_file.unlink(missing_ok=True)
         discard(settings.server_lib)
+        discard(settings.models_dir / RUNTIME_PACKAGE)
         return None
     trail.hit(manifest, restored[0] if restored else None)
     try:
@@ -519,7 +529,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
     """
     settings = prepared.settings
     backend = prepared.chosen.backend
-    server_lib = settings.server_lib if backend == "mlflow" else None
+    server_lib = settings.server_lib if backend == "mlflow" else settings.models_dir  # what verify imports from
     installer = make_installer(settings.installer, _tool_cache(settings, cache))
     index = prepared.request.index
 
@@ -578,6 +588,7 @@ def _clear_outputs(settings: Settings) -> None:
     for path in outputs:
         path.unlink(missing_ok=True)
     discard(settings.server_lib)
+    discard(settings.models_dir / RUNTIME_PACKAGE)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     clear_leftovers(settings.env_dir, settings.venv_dir)
     settings.models_dir.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,8 @@ def server_command(
         "MLSERVER_METRICS_PORT": str(metrics_port),
         "MLSERVER_METRICS_DIR": str(metrics),
         "MLSERVER_PARALLEL_WORKERS": os.environ.get("MLSERVER_PARALLEL_WORKERS", "0"),
+        # MLServer's default debug=true answers an unexpected 500 with a traceback (as the server image sets it)
+        "MLSERVER_DEBUG": os.environ.get("MLSERVER_DEBUG", "false"),
     }
     root = mlserver_root(settings.models_dir, run_dir, settings.name)
     return [str(settings.venv_dir / "bin" / "mlserver"), "start", str(root)], env

@@ -30,7 +30,8 @@ print("loaded", type(model).__name__, flush=True)
 _STACK = {
     "mlserver": """
 import mlserver.cli.main, mlserver.server  # what `mlserver start` imports
-import mlserver_mlflow.runtime  # the runtime that will load the model
+import mlserver_mlflow.runtime  # what our runtime builds on
+import mlflow_kserve_mlserver.runtime  # the runtime that will load the model (next to model-settings.json)
 """,
     "mlflow": """
 import mlflow.pyfunc.scoring_server, uvicorn  # MLflow's FastAPI app and its server
@@ -57,7 +58,9 @@ _WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 def verify_model(venv: Path, model_dir: Path, backend: str, server_lib: Path | None = None,
                  timeout: float = 900, grpc: bool = False) -> None:  # fmt: skip
     """Raise VerifyError with the last line of the error when the model or the backend's server does not
-    load. ``server_lib``: the folder holding mlflow_kserve_server (the mlflow backend); ``grpc``: it serves gRPC."""
+    load. ``server_lib``: the folder holding what the backend's server imports from outside the venv:
+    mlflow_kserve_server (the mlflow backend) or mlflow_kserve_mlserver (MLServer's runtime, in the models dir);
+    ``grpc``: it serves gRPC."""
     python = venv / "bin" / "python"
     get_logger().info(
         "loading the model once with its venv's Python, beside an import of %s", _STACK_NAMES[backend],

@@ -13,7 +13,8 @@ old model: logged on 2024-02-15 with loose requirements by a builder installed a
 tests' own local index (test_asof.py). ``build_uv_locked()`` logs pyfunc models from one uv project, which carry
 its uv.lock: ``uv-lock`` (protobuf<7, fastapi<0.116, uvicorn<0.29), ``uv-lock-protobuf7`` (the same project after
 ``uv add protobuf==7.36.2``) and ``pylock`` (``uv-lock`` with the project's ``uv export --format pylock.toml``
-instead of its uv files)."""
+instead of its uv files); ``sklearn-mlflow220``, logged with MLflow 2.20 (the last release whose scoring server is
+Flask)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ BUILDERS: dict[str, tuple[str, ...]] = {
         "cloudpickle",
         "setuptools<82",
     ),
+    # MLflow 2.20: the last before the FastAPI scoring server (auto: MLServer 1.7.1)
+    "mlflow220": ("mlflow==2.20.3", "scikit-learn==1.5.2", "numpy==1.26.4", "pandas==2.2.3", "cloudpickle"),
     # on other Pythons (BUILDER_PYTHONS): the newest pins that install there
     "mlflow3-py313": ("mlflow==3.17.2", "scikit-learn==1.9.1", "numpy==2.5.5", "cloudpickle"),
     "mlflow3-py310": ("mlflow==3.17.2", "scikit-learn==1.7.2", "numpy==2.2.6", "pandas==2.3.3", "cloudpickle"),
@@ -104,6 +107,8 @@ ON_DEMAND: dict[str, Spec] = {
     "sklearn-2024": Spec("mlflow210-2024", "sklearn-loose"),
     # needs mlflow-kserve-probe from the tests' local index
     "asof-probe": Spec("mlflow3", "probe"),
+    # MLflow 2.20, whose scoring server is still Flask: auto chooses MLServer
+    "sklearn-mlflow220": Spec("mlflow220", "sklearn-columns"),
 }
 # `uv add` in the project build_uv_locked logs from, bounded where our MLServer rows need it (protobuf<7,
 # fastapi<0.116, uvicorn<0.29: MLflow 3.17 alone locks newer ones), so both backends serve its lock; then

@@ -62,6 +62,7 @@ class Server:
     url: str
     log: Path
     seconds_to_ready: float = 0.0
+    grpc: str | None = None  # host:port of its V2 gRPC service, when it serves one
 
     def output(self) -> str:
         return self.log.read_text()
@@ -82,25 +83,32 @@ def mlflow_backend_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def mlflow_backend(env: ModelEnv, log: Path, *extra: str) -> Iterator[Server]:
-    port = free_port()
-    with _started(mlflow_backend_command(env, port, *extra), mlflow_backend_env(), port, env.name, log) as server:
+def mlflow_backend(env: ModelEnv, log: Path, *extra: str, grpc: bool = False) -> Iterator[Server]:
+    """The mlflow backend on free ports; ``grpc``: its V2 gRPC service on too."""
+    port, grpc_port = free_port(), free_port()
+    flags = ("--grpc", "--grpc-port", str(grpc_port)) if grpc else ()
+    command = mlflow_backend_command(env, port, *flags, *extra)
+    with _started(command, mlflow_backend_env(), port, env.name, log) as server:
+        server.grpc = f"127.0.0.1:{grpc_port}" if grpc else None
         yield server
 
 
 @contextmanager
-def mlserver(env: ModelEnv, log: Path) -> Iterator[Server]:
-    port = free_port()
+def mlserver(env: ModelEnv, log: Path, **settings: str) -> Iterator[Server]:
+    """``mlserver start`` on ``env.models_dir`` (every model-settings.json under it); ``settings``: more
+    ``MLSERVER_*`` variables (e.g. ``MLSERVER_PARALLEL_WORKERS="0"``, as the chart and `run` set it)."""
+    port, grpc_port = free_port(), free_port()
     metrics = log.with_suffix(".metrics")
     metrics.mkdir(exist_ok=True)
     variables = {
         **os.environ, "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port),
-        "MLSERVER_GRPC_PORT": str(free_port()), "MLSERVER_METRICS_PORT": str(free_port()),
-        "MLSERVER_METRICS_DIR": str(metrics),
+        "MLSERVER_GRPC_PORT": str(grpc_port), "MLSERVER_METRICS_PORT": str(free_port()),
+        "MLSERVER_METRICS_DIR": str(metrics), **settings,
     }  # fmt: skip
     with _started(
         [str(env.venv / "bin" / "mlserver"), "start", str(env.models_dir)], variables, port, env.name, log
     ) as s:
+        s.grpc = f"127.0.0.1:{grpc_port}"
         yield s
 
 
