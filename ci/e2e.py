@@ -138,7 +138,9 @@ def wait_ready(timeout: float = 300) -> float:
             logs = podman("logs", "e2e-predictor-kserve-container", check=False).stderr[-2000:]
             raise RuntimeError(f"server exited {server.get('ExitCode')}: {logs}")
         time.sleep(0.5)
-    raise RuntimeError("not ready in time")
+    init = state("e2e-predictor-model-init")
+    raise RuntimeError(f"not ready in {timeout:.0f}s; init container {init.get('Status', 'absent')} "
+                       f"(exit {init.get('ExitCode')}), its log ends: {init_log()[-1500:]}")  # fmt: skip
 
 
 def _epoch(stamp: str) -> float:

@@ -239,15 +239,25 @@ def test_a_bad_request_gets_a_one_line_v2_error_and_the_connection_goes_on(
 
 
 @pytest.mark.e2e
-def test_binary_inputs_and_a_body_over_the_limit_unread(both: tuple[Any, Any]) -> None:
-    """A body refused unread for its size says Connection: close; the next connection is served."""
+def test_binary_inputs_and_a_body_over_the_limit(both: tuple[Any, Any]) -> None:
+    """A body over the limit is read, dropped and answered 413 on a connection that goes on (a client still writing
+    it reads the answer); one that declares more than the limit plus DRAIN_BYTES is refused unread, with
+    Connection: close, and the next connection is served."""
+    from mlflow_kserve_server.rest import DRAIN_BYTES
+
     ours, _ = both
     body, headers = _binary_request()
     status, _headers, answer = Connection(ours.url).infer(body, **headers)
     assert status == 200 and json.loads(answer)["outputs"][0]["data"] == [2.0, 4.0, 6.0]
-    status, headers, answer = Connection(ours.url).infer(request("array", pad="x" * 5000))
-    assert status == 413 and headers["connection"] == "close"
+    connection = Connection(ours.url)
+    status, headers, answer = connection.infer(request("array", pad="x" * 5000))
+    assert status == 413 and headers.get("connection") != "close"
     assert json.loads(answer) == {"error": json.loads(answer)["error"]} and "over 4096 bytes" in answer.decode()
+    socket = connection.socket()
+    assert connection.infer(request("array"))[0] == 200 and connection.socket() is socket, "the same connection"
+    declared = str(4096 + DRAIN_BYTES + 1)
+    status, headers, answer = Connection(ours.url).infer(b"{}", **{"content-length": declared})
+    assert status == 413 and headers["connection"] == "close" and "over 4096 bytes" in answer.decode()
     assert Connection(ours.url).infer(request("array"))[0] == 200
 
 

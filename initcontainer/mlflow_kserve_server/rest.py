@@ -5,8 +5,10 @@ back (paths as KServe's ``protocol/rest/v2_endpoints.py`` registers them; bodies
 Every failure is ``{"error": "<one line>"}`` with its status (400 the request's fault, 404 an unknown model or
 route, 405 a wrong method, 413 too big, 415 an unknown Content-Encoding, 500 the model's fault), the form
 tritonclient and the KServe SDK read; no traceback, server path or request header ever goes into a body (the log
-has the traceback). The connection stays usable after every error, except a body refused unread for its size,
-answered with ``Connection: close``."""
+has the traceback). The connection stays usable after every error: a body over the limit is read and dropped, up
+to DRAIN_BYTES more, so the client that is still writing it reads the 413 (a server that answers and closes mid-body
+leaves it a broken pipe instead: httpx, the KServe SDK's transport, raised that). Only a body past that too is
+answered unread, with ``Connection: close``."""
 
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ class V2Route(Route):
             await response(scope, receive, send)
             return
         await super().handle(scope, receive, send)
+
+
+DRAIN_BYTES = 64 * 1024 * 1024  # an over-limit body up to the limit plus this is read (and dropped) before the 413
 
 
 class Unread(V2Error):
@@ -131,15 +136,19 @@ class RestRoutes:
 
     async def _body(self, request: Request) -> bytes:
         limit = self.max_request_bytes
+        too_big = compression.too_big(limit).message
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise Unread(compression.too_big(limit).message, 413)
+        if length.isdigit() and int(length) > limit + DRAIN_BYTES:
+            raise Unread(too_big, 413)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                raise Unread(compression.too_big(limit).message, 413)
-            chunks.append(chunk)
+            if size > limit + DRAIN_BYTES:
+                raise Unread(too_big, 413)
+            if size <= limit:
+                chunks.append(chunk)
+        if size > limit:  # read whole and dropped: the connection carries the next request
+            raise V2Error(too_big, 413)
         return b"".join(chunks)
 
 
