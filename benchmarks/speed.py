@@ -13,7 +13,7 @@ image starts it: `mlserver start` with the chart's MLSERVER_PARALLEL_WORKERS=0, 
 start` with one worker. ``mlflow@mlserver`` is the mlflow backend started from MLServer's venv (the same packages
 as MLServer: uvloop, httptools, orjson), so the two servers compare on the same venv too. The load generator is a
 single asyncio thread with raw keep-alive HTTP/1.1 connections (little CPU of its own), in this process.
-``--markdown`` prints the README's table (date, machine, ratios to MLServer) after the JSON.
+``--markdown`` prints the table of docs/performance.md (date, machine, ratios to MLServer) after the JSON.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--large-mb", type=float, nargs="+", default=[5.8, 20.0])
     parser.add_argument("--backends", nargs="+", default=["mlflow", "mlserver", SAME_VENV])
     parser.add_argument("--init-arg", action="append", default=[], help="extra `init` flag (repeatable)")
-    parser.add_argument("--markdown", action="store_true", help="print the README's table too")
+    parser.add_argument("--markdown", action="store_true", help="print the docs' table too (docs/performance.md)")
     parser.add_argument("--work", type=Path, help="work dir to keep (its cache makes a rerun's init quick)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="speed-"))
@@ -257,8 +257,8 @@ LABELS = {"mlflow": "mlflow backend (its own venv, as `auto` serves it)", "mlser
 
 
 def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
-    """The README's table: one row per backend, then each one's ratio to MLServer (req/s: higher is better; the
-    rest: lower is better)."""
+    """The table of docs/performance.md: one row per backend, then each one's ratio to MLServer (req/s: higher is
+    better; the rest: lower is better)."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")  # fmt: skip
     c0 = args.concurrency[0]

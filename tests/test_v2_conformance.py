@@ -11,7 +11,7 @@ own arithmetic, never from what a server answers today.
 Each backend serves from the same venv, one start per (environment, backend) and session: MLServer serves every
 model of an environment at once; the mlflow backend serves one model per process, so one start per model (with
 its V2 gRPC service on). MLServer runs with our runtime (mlflow_kserve_mlserver) and passes everything except what
-MLServer itself cannot do (the README's "What V2 clients get from each backend"): those cases are strict xfails
+MLServer itself cannot do (docs/protocol.md, "What V2 clients get from each backend"): those cases are strict xfails
 naming MLServer's file and line, so a fix shows up as a failure here. The runtime is proven on MLServer 1.6.1's row
 too, on a model logged with MLflow 2.16 (the ``legacy`` tests at the end).
 """

@@ -5,7 +5,7 @@ V2 implementation) whenever the model's MLflow has the FastAPI scoring server (>
 resolves; else MLServer when one of its rows fits the model's MLflow and the interpreter AND its set resolves with
 the model's pins; else exit 6 giving both reasons. Measured with real V2 clients, MLServer 1.7.1 answers 500 to
 string outputs under pandas 3, leaks tracebacks, drops keep-alive after an error and uses about twice the memory
-(README "Serving backends"), so it serves only what the mlflow backend cannot: MLflow < 2.21, or when asked for.
+(docs/backends.md), so it serves only what the mlflow backend cannot: MLflow < 2.21, or when asked for.
 An explicit backend is taken or refused (exit 6), never swapped for the other one.
 """
 

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-BACKENDS = ("mlflow", "mlserver")  # auto's order of preference (README "Serving backends" gives the reasons)
+BACKENDS = ("mlflow", "mlserver")  # auto's order of preference (docs/backends.md gives the reasons)
 LABELS = {"mlserver": "MLServer", "mlflow": "MLflow's scoring server"}
 
 

@@ -1,8 +1,8 @@
 """A venv as one archive: tar (PAX, so mtimes keep their fractions) compressed with zstd (level 3, a content
 checksum in the frame), written by Python's tarfile through ``zstandard`` and unpacked by GNU tar.
 
-Chosen by measurement on the 773 MB, 18,767-file iris venv (benchmarks/archive_formats.py; the numbers are in the
-README's environment store section): against tar + gzip level 1 (the best the standard library has before Python
+Chosen by measurement on the 773 MB, 18,767-file iris venv (benchmarks/archive_formats.py; the numbers are in
+docs/env-store.md): against tar + gzip level 1 (the best the standard library has before Python
 3.14), zstd is 17% smaller (213 MB against 258 MB), packs with about a third of the CPU (it compresses on every
 core) and decompresses with about a fifth; an uncompressed tar (797 MB) would download three times the bytes and
 hash them in 2.3 s. Unpacking with GNU tar (in every Debian image, the base of ours) runs beside the decompression
