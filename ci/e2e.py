@@ -388,7 +388,7 @@ def main() -> int:
         store = ["--set", f"envStore.uri=s3://{s3.bucket}/e2e-environments", "--set", "envStore.prebuild.enabled=true"]
         blocked = ["--set", f"dependencies.indexUrl=http://{HOST}:{closed_port()}/simple"]
         scenarios.append(("12 env store: prebuild Job publishes, pod starts from it, index blocked", uris["columns"],
-                          [*store, *blocked], columns.expected, 0, "mlserver"))  # fmt: skip
+                          [*store, *blocked], columns.expected, 0, "mlflow"))  # fmt: skip
         scenarios = [] if only == "native" else scenarios
         for title, uri, extra, expected, want_code, backend in scenarios:
             if SCENARIOS and title.split()[0].rstrip("ab") not in SCENARIOS:

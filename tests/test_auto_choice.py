@@ -38,7 +38,8 @@ def test_check_json_names_the_backend_auto_takes(name: str, backend: str, shared
     if name == "wine":
         assert "scikit-learn" in plan["packages"]
     if backend == "mlflow":
-        assert plan["serving_stack"]["requirements"] == [], "the mlflow backend adds no package"
+        assert plan["serving_stack"]["requirements"] == ["orjson"], "no required package; the optional orjson"
+        assert plan["serving_stack"]["optional"]["added"] == ["orjson"], "it resolves with the model's pins"
         assert "FastAPI scoring server" in plan["backend"]["reason"]
     else:
         assert plan["mlflow_version"] == "2.20.3"

@@ -50,7 +50,7 @@ def test_bundled_iris_example_serves_the_readme_request(
 
     args = ["--model-uri", str(model), "--work-dir", str(tmp_path / "work"), "--cache-dir", str(shared_cache)]
     with served(args, cli_env, free_port(), "iris-model", tmp_path / "run.log") as server:
-        assert "backend mlserver" in server.output(), "auto serves this model with MLServer: its log is checked"
+        assert "backend mlflow" in server.output(), "auto serves this model with the mlflow backend: its log says so"
         for payload in (request, as_columns, as_frame):
             answer = server.infer(payload)
             assert [o["data"] for o in answer["outputs"]] == [[0, 2]], payload  # setosa, virginica

@@ -225,7 +225,8 @@ def test_run_grpc_serves_the_uv_project_model_pinning_protobuf_7_adding_grpcio(
         rest = server.infer(payload)
         message = infer_message(payload)
         message.model_name = "uv-project"
-        answer = Client(port + 1).send("ModelInfer", message)  # served() passes --grpc-port port+1
+        answer = Client(server.grpc_port).send("ModelInfer", message)
+        assert f"gRPC on 127.0.0.1:{server.grpc_port}" in server.output(), "run's ready line names the gRPC port"
         facts = report(next((tmp_path / "work" / "models").glob("*/env")))
     assert as_rest(answer) == rest["outputs"]
     assert rest["outputs"][0]["data"] == pytest.approx(model.expected["output"])

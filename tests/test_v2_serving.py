@@ -1,7 +1,8 @@
 """The mlflow backend serves every fixture model from the venv `mlflow-kserve init --backend mlserver` builds for
 it, beside MLServer started from the same venv: the same V2 requests (raw JSON and tritonclient) get the local
 ``predict`` result and MLServer's values, with the output named and shaped as the model metadata declares it
-(``output-0``; MLServer answers ``output-1`` with a trailing 1 while its metadata says ``output-0``). Models whose
+(``output-0``: mlserver-mlflow answers ``output-1`` while its metadata says ``output-0``; our MLServer runtime,
+mlflow_kserve_mlserver, which init gives MLServer, answers as the metadata says too). Models whose
 MLflow predates the FastAPI scoring server (2.21) and a model whose loader raises make the server exit non-zero
 with the reason."""
 
@@ -116,7 +117,7 @@ def test_answers_like_local_predict_and_like_mlserver(
         )
         assert "binary_data_size" in mine_triton["outputs"][0]["parameters"], "binary, as tritonclient asks"
         assert [o["datatype"] for o in mine_triton["outputs"]] == [o["datatype"] for o in their_triton["outputs"]]
-        assert mine_triton["outputs"][0]["name"] == "output-0" and their_triton["outputs"][0]["name"] == "output-1"
+        assert mine_triton["outputs"][0]["name"] == their_triton["outputs"][0]["name"] == "output-0"
         assert mine_array.reshape(-1).tolist() == their_array.reshape(-1).tolist()
         np.testing.assert_allclose(mine_array.reshape(-1), model.expected["output"])
     assert ours.proc.returncode == 0, "SIGTERM stops the server cleanly"

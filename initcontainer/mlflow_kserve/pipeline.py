@@ -168,13 +168,17 @@ def _install_verified(prepared: Prepared, cache: Any, timings: dict[str, float])
     settings = prepared.settings
     _write_server_code(settings, prepared.chosen.backend)
     try:
-        return prepared, _install(prepared, cache, timings)
-    except VerifyError as exc:
-        if not prepared.slim:
-            raise
-        log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
-        prepared = _relock(prepared, slim=False, timings=timings)
-        return prepared, _install(prepared, cache, timings)
+        try:
+            return prepared, _install(prepared, cache, timings)
+        except VerifyError as exc:
+            if not prepared.slim:
+                raise
+            log.warning("the model does not load with mlflow-skinny (%s); installing full mlflow", exc.message)
+            prepared = _relock(prepared, slim=False, timings=timings)
+            return prepared, _install(prepared, cache, timings)
+    except BaseException:
+        _discard_server_code(settings)  # no environment: nothing of ours beside it either
+        raise
 
 
 def _write_server_code(settings: Settings, backend: str) -> None:
@@ -184,6 +188,11 @@ def _write_server_code(settings: Settings, backend: str) -> None:
         write_server_package(settings.server_lib, settings.python)
     else:
         write_mlserver_runtime(settings.models_dir, settings.python)
+
+
+def _discard_server_code(settings: Settings) -> None:
+    discard(settings.server_lib)
+    discard(settings.models_dir / RUNTIME_PACKAGE)
 
 
 def _prepare(settings: Settings, timings: dict[str, float]) -> Prepared:
@@ -284,8 +293,7 @@ def _from_store(
     except StoreFault as fault:
         trail.fault(fault)
         settings.lock_file.unlink(missing_ok=True)
-        discard(settings.server_lib)
-        discard(settings.models_dir / RUNTIME_PACKAGE)
+        _discard_server_code(settings)
         return None
     trail.hit(manifest, restored[0] if restored else None)
     try:
@@ -303,12 +311,7 @@ def _place(settings: Settings, cache: Any, lock: Lock, interpreter: Interpreter,
     """Put the store's venv at settings.venv_dir through ``unpack`` (into a new folder, renamed when complete).
     With a local cache, into a cache entry (True: the cache had it, nothing was downloaded)."""
     if cache is None:
-        tmp = build_dir(settings.env_dir)
-        try:
-            unpack(tmp)
-            tmp.rename(settings.venv_dir)
-        finally:
-            discard(tmp)
+        _into_venv_dir(settings, unpack)
         return False
     from mlflow_kserve.cache import EnvCache
 
@@ -544,12 +547,7 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
                 compile_bytecode(path)
 
     if cache is None:
-        tmp = build_dir(settings.env_dir)
-        try:
-            build(tmp)
-            tmp.rename(settings.venv_dir)
-        finally:
-            discard(tmp)  # a failed build; nothing once renamed
+        _into_venv_dir(settings, build)
         return False
 
     from mlflow_kserve.cache import EnvCache, model_digest
@@ -577,6 +575,16 @@ def _install(prepared: Prepared, cache: Any, timings: dict[str, float]) -> bool:
     return hit
 
 
+def _into_venv_dir(settings: Settings, fill: Callable[[Path], None]) -> None:
+    """``fill`` a new folder, renamed to settings.venv_dir once complete: a failed fill leaves nothing behind."""
+    tmp = build_dir(settings.env_dir)
+    try:
+        fill(tmp)
+        tmp.rename(settings.venv_dir)
+    finally:
+        discard(tmp)  # a failed fill; nothing once renamed
+
+
 def _clear_outputs(settings: Settings) -> None:
     """A re-run (after a crash or a restart of the init container) starts from nothing that looks ready."""
     outputs = (
@@ -587,8 +595,7 @@ def _clear_outputs(settings: Settings) -> None:
     )
     for path in outputs:
         path.unlink(missing_ok=True)
-    discard(settings.server_lib)
-    discard(settings.models_dir / RUNTIME_PACKAGE)
+    _discard_server_code(settings)
     settings.env_dir.mkdir(parents=True, exist_ok=True)
     clear_leftovers(settings.env_dir, settings.venv_dir)
     settings.models_dir.mkdir(parents=True, exist_ok=True)

@@ -177,7 +177,7 @@ def serve(settings: Settings, run_dir: Path, backend: str, *, port: int, grpc_po
         ready_url = f"http://127.0.0.1:{port}/v2/models/{settings.name}/ready"
         started = time.monotonic()
         if _wait_ready(proc, ready_url, stopping):
-            grpc = f", gRPC on 127.0.0.1:{grpc_port}" if backend == "mlserver" else ""
+            grpc = f", gRPC on 127.0.0.1:{grpc_port}" if settings.grpc or backend == "mlserver" else ""
             log.info(
                 "ready in %.1fs: POST http://127.0.0.1:%d/v2/models/%s/infer%s (Ctrl-C stops)",
                 time.monotonic() - started, port, settings.name, grpc, extra={"step": "serve"},

@@ -37,8 +37,8 @@ def last_error(proc: subprocess.CompletedProcess[str]) -> str:
 class Served:
     """A running ``mlflow-kserve run``: its process and base URL."""
 
-    def __init__(self, proc: subprocess.Popen[str], port: int, name: str, log: Path) -> None:
-        self.proc, self.port, self.name, self.log = proc, port, name, log
+    def __init__(self, proc: subprocess.Popen[str], port: int, name: str, log: Path, grpc_port: int = 0) -> None:
+        self.proc, self.port, self.name, self.log, self.grpc_port = proc, port, name, log, grpc_port
         self.url = f"http://127.0.0.1:{port}"
         self.stopped_at = 0  # characters of output before the stop signal was sent
 
@@ -62,14 +62,15 @@ def served(
     """Start ``mlflow-kserve run``, wait for /v2/models/<name>/ready, stop it with ``stop_signal`` afterwards:
     SIGINT as Ctrl-C in a terminal sends it, to every process of the group (`run` then exits 130); SIGTERM as
     kill or a supervisor sends it, to `run` alone (143)."""
+    grpc_port = free_port()
     with log.open("w") as fh:
         proc = subprocess.Popen(
-            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(free_port()), "--metrics-port",
+            [MLFLOW_KSERVE, "run", "--port", str(port), "--grpc-port", str(grpc_port), "--metrics-port",
              str(free_port()), "--name", name, *args],  # each port free on its own: port + 1 may be another's
             env=dict(env), stdout=fh, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a process group of its own, as a shell gives a command
         )  # fmt: skip
-        server = Served(proc, port, name, log)
+        server = Served(proc, port, name, log, grpc_port)
         try:
             wait_ready(proc, f"{server.url}/v2/models/{name}", 600, log.read_text)
             yield server
