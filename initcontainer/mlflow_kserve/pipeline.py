@@ -74,6 +74,12 @@ class Prepared:
     optional: tuple[str, ...] = ()  # the stack's optional packages the lock holds
     optional_left_out: str | None = None  # why the stack's optional packages are not in the lock
 
+    @property
+    def stack_packages(self) -> list[str]:
+        """What the serving stack adds to the model's set: its required packages (gRPC's with --grpc) and the
+        optional ones the lock holds (check's plan and report.json both list these)."""
+        return [*self.plan.added(self.chosen.stack), *self.optional]
+
 
 def check(settings: Settings) -> Prepared:
     """Steps 1–3. The lock is written next to where the venv would go."""
@@ -661,7 +667,7 @@ def _report(prepared: Prepared, source: str, trail: StoreTrail | None, timings: 
             "requested": settings.backend,
             "reason": prepared.chosen.reason,
         },
-        "serving_stack": [*plan.added(prepared.chosen.stack), *prepared.optional],
+        "serving_stack": prepared.stack_packages,
         "optional": {"added": list(prepared.optional), "left_out": prepared.optional_left_out},
         "grpc": plan.grpc or prepared.chosen.backend == "mlserver",
         "resolution": resolution_dict(prepared),

@@ -27,7 +27,7 @@ def plan_dict(result: Prepared, lock_kept: bool = True) -> dict[str, Any]:
             "backend": stack.backend,
             "mlflow": stack.mlflow,
             "python": stack.python,
-            "requirements": [*plan.added(stack), *result.optional],
+            "requirements": result.stack_packages,
             "constraints": list(stack.constraints),
             "grpc": _grpc(plan.grpc, stack),
             "optional": {
