@@ -4,15 +4,17 @@ publish reads back; each fault is named and leaves nothing half-unpacked)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import zstandard
 from mlflow_kserve.env_store import EnvStore, StoreFault, check_uri, store_key, unkeyable
-from mlflow_kserve.env_store.archive import UnpackError, pack, unpack
+from mlflow_kserve.env_store.archive import UnpackError, pack, unpack, unpack_stream
 from mlflow_kserve.errors import ConfigError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.interpreter import Interpreter
@@ -123,15 +125,54 @@ def _fake_venv(root: Path) -> Path:
 
 def test_an_archive_round_trip_keeps_every_file_link_mode_and_mtime(tmp_path: Path) -> None:
     venv = _fake_venv(tmp_path)
-    packed = pack(venv, tmp_path / "venv.tar.zst")
+    (packed,), _ = pack(venv, tmp_path)  # a small venv: one part
     assert packed.files == len(listing(venv)) + 1  # and "." itself
     restored = tmp_path / "elsewhere" / "venv"
     restored.parent.mkdir()
-    unpack(tmp_path / "venv.tar.zst", restored)
+    unpack(tmp_path / packed.name, restored)
     assert differences(listing(venv), listing(restored)) == []
     source = "lib/python3.11/site-packages/pkg/__init__.py"
     assert (restored / source).stat().st_mtime == 1_700_000_000.25, "bytecode stays valid"
     assert os.readlink(restored / "bin" / "python") == "/usr/bin/python3"
+    assert os.stat(restored / source).st_ino == os.stat(restored / source.replace("__init__", "same")).st_ino
+
+
+def _wide_venv(root: Path) -> Path:
+    """The fake venv with 40 packages of 12 files each, and folder mtimes in the past."""
+    venv = _fake_venv(root)
+    site = venv / "lib" / "python3.11" / "site-packages"
+    for index in range(40):
+        package = site / f"pkg{index:02d}"
+        (package / "sub").mkdir(parents=True)
+        for name in range(12):
+            (package / ("sub" if name % 2 else ".") / f"m{name}.py").write_bytes(os.urandom(2_000 + 97 * name))
+        os.utime(package / "sub", (1_600_000_000, 1_600_000_000))
+        os.utime(package, (1_600_000_000, 1_600_000_000))
+    os.utime(site, (1_600_000_000, 1_600_000_000))
+    return venv
+
+
+def _folder_mtimes(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in [root, *root.rglob("*")] if p.is_dir()}
+
+
+def test_parts_split_the_files_and_unpack_side_by_side_into_one_venv(tmp_path: Path) -> None:
+    venv = _wide_venv(tmp_path)
+    (tmp_path / "parts").mkdir()
+    packed, folders_only = pack(venv, tmp_path / "parts", parts=3, part_min=1)
+    assert [p.name for p in packed] == ["venv.0.tar.zst", "venv.1.tar.zst", "venv.2.tar.zst"]
+    folders = sum(1 for e in listing(venv).values() if e[0] == "dir") + 1
+    others = len(listing(venv)) + 1 - folders
+    assert sum(p.files - folders for p in packed) == others, "every file in exactly one part, every folder in each"
+    assert folders_only.files == folders
+    assert max(p.bytes for p in packed) < 2 * min(p.bytes for p in packed), "parts of about the same size"
+    dest = tmp_path / "restored"
+    dest.mkdir()
+    with ThreadPoolExecutor(3) as pool:  # as a restore unpacks them: at once, into one folder
+        list(pool.map(lambda p: unpack_stream((tmp_path / "parts" / p.name).open("rb"), dest), packed))
+    assert differences(listing(venv), listing(dest)) == []
+    unpack_stream((tmp_path / "parts" / folders_only.name).open("rb"), dest)  # last: the folders alone
+    assert _folder_mtimes(dest) == _folder_mtimes(venv), "every folder's mtime, set after all files"
 
 
 def _hostile(tmp_path: Path, add: str) -> Path:
@@ -181,8 +222,8 @@ def test_a_published_entry_reads_back_whole(tmp_path: Path) -> None:
     dest.parent.mkdir()
     restored = store.restore(manifest, dest)
     assert differences(listing(venv), listing(dest)) == []
-    assert restored.archive_bytes == manifest.archive.bytes and set(restored.seconds) == {"download", "check", "unpack"}
-    assert [p.name for p in dest.parent.iterdir()] == [dest.name], "the downloaded archive is removed"
+    assert restored.archive_bytes == manifest.archive_bytes and set(restored.seconds) == {"download", "unpack"}
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name], "nothing but the venv is written"
     stored = json.loads((tmp_path / "store" / KEY.digest / "manifest.json").read_text())
     assert stored["inputs"] == KEY.parts, "the manifest says what the key was made of"
 
@@ -194,15 +235,15 @@ def _damaged(tmp_path: Path, damage: str) -> tuple[EnvStore, Path]:
     entry = store_dir / KEY.digest
     manifest_file = entry / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    archive = entry / manifest["archive"]["name"]
+    archive = entry / manifest["parts"][0]["name"]
     data = archive.read_bytes()
     if damage == "corrupt archive":  # bytes flipped before the digest was taken: a broken build's archive
         middle = len(data) // 2  # inside the random .pyc: a stored block, which zlib itself does not check
         broken = data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
         archive.write_bytes(broken)
-        manifest["archive"]["sha256"] = __import__("hashlib").sha256(broken).hexdigest()
+        manifest["parts"][0]["sha256"] = hashlib.sha256(broken).hexdigest()
     elif damage == "digest mismatch":
-        manifest["archive"]["sha256"] = "0" * 64
+        manifest["parts"][0]["sha256"] = "0" * 64
     elif damage == "truncated":
         archive.write_bytes(data[: len(data) // 2])
     elif damage == "unreadable manifest":
@@ -223,6 +264,27 @@ def test_a_damaged_entry_is_named_and_leaves_nothing(damage: str, tmp_path: Path
         store.restore(store.lookup(KEY), dest)
     assert info.value.kind == damage
     assert list(dest.parent.iterdir()) == [], "no half-unpacked venv, no download left"
+
+
+def test_a_damaged_part_of_several_is_named_and_the_rest_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mlflow_kserve.env_store.archive.PART_MIN", 1)
+    venv = _wide_venv(tmp_path)
+    store = _publish(tmp_path / "store", venv, tmp_path / "scratch")
+    manifest = store.lookup(KEY)
+    assert len(manifest.parts) == 4
+    whole = store.restore(manifest, tmp_path / "whole")
+    assert (whole.parts, whole.workers) == (4, min(4, max(2, os.cpu_count() or 1)))
+    assert differences(listing(venv), listing(tmp_path / "whole")) == []
+    entry = tmp_path / "store" / KEY.digest
+    (entry / manifest.parts[2].name).write_bytes(b"\0" * manifest.parts[2].bytes)  # the third part: zeros
+    dest = tmp_path / "pod" / ".venv-build-x"
+    dest.parent.mkdir()
+    with pytest.raises(StoreFault) as info:
+        store.restore(manifest, dest)
+    assert info.value.kind == "digest mismatch" and "venv.2.tar.zst" in info.value.detail, info.value
+    assert list(dest.parent.iterdir()) == [], "no half-unpacked venv"
 
 
 def test_a_missing_or_unreadable_manifest_is_a_miss_or_named(tmp_path: Path) -> None:

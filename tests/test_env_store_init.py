@@ -109,16 +109,16 @@ def _damaged_store(published: Published, tmp_path: Path, damage: str) -> str:
     shutil.copytree(published.entry, store, copy_function=os.link)
     manifest_file = store / published.key / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    archive = store / published.key / manifest["archive"]["name"]
+    archive = store / published.key / manifest["parts"][-1]["name"]  # the last of the venv's parts
     if damage == "corrupt archive":  # bytes flipped in the middle, digest taken after: a broken build's archive
         data = bytearray(archive.read_bytes())
         middle = len(data) // 2
         data[middle : middle + 4096] = bytes(b ^ 0xFF for b in data[middle : middle + 4096])
         archive.unlink()
         archive.write_bytes(data)
-        manifest["archive"]["sha256"] = hashlib.sha256(data).hexdigest()
+        manifest["parts"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
     elif damage == "digest mismatch":
-        manifest["archive"]["sha256"] = hashlib.sha256(b"another archive").hexdigest()
+        manifest["parts"][-1]["sha256"] = hashlib.sha256(b"another archive").hexdigest()
     elif damage == "truncated":
         size = archive.stat().st_size
         with archive.open("rb") as fh:
@@ -220,6 +220,24 @@ def test_a_download_cut_short_is_named_truncated(s3: S3, tmp_path: Path, monkeyp
     assert info.value.kind == "truncated", info.value
     assert proxy.count("GET") == 1 + 3, "the manifest, then the archive's three bounded attempts"
     assert not (tmp_path / "venv").exists() and not list(tmp_path.glob("venv.*")), "nothing half-written is left"
+
+
+def test_a_body_that_breaks_off_resumes_where_it_stopped(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy that cuts a body over 200 kB in half: the archive (300 kB) breaks off once, the ranged
+    read of the rest (150 kB) passes, and the venv is whole."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    uri = f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}"
+    key = _round_trip(uri, tmp_path / "publish")
+    with failing_proxy(s3.endpoint, fail_first=0, truncate_over=200_000) as proxy:
+        monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", proxy.url)
+        reader = EnvStore(uri)
+        reader.restore(reader.lookup(key), tmp_path / "venv")
+    assert differences(listing(tmp_path / "publish" / "venv"), listing(tmp_path / "venv")) == []
+    ranged = [r for r in proxy.requests if r.startswith("GET") and "venv.0.tar.zst" in r]
+    assert len(ranged) == 2, f"one cut short, one ranged read of the rest (a whole one is cut again): {proxy.requests}"
 
 
 @pytest.mark.e2e

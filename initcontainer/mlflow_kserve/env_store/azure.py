@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import IO, Any
 
 from mlflow_kserve.env_store.backend import Bounds, join
 from mlflow_kserve.errors import ConfigError, redact
@@ -53,9 +54,8 @@ class AzureBackend:
         except ResourceNotFoundError:
             return None
 
-    def download(self, name: str, dest: Path) -> None:
-        with dest.open("wb") as out:
-            self.container.download_blob(join(self.prefix, name), max_concurrency=4).readinto(out)
+    def stream(self, name: str, offset: int = 0) -> IO[bytes]:
+        return _Reader(self.container.download_blob(join(self.prefix, name), offset=offset or None))
 
     def write(self, name: str, data: bytes) -> None:
         self.container.upload_blob(join(self.prefix, name), data, overwrite=True)
@@ -63,3 +63,16 @@ class AzureBackend:
     def upload(self, src: Path, name: str) -> None:
         with src.open("rb") as data:
             self.container.upload_blob(join(self.prefix, name), data, overwrite=True, max_concurrency=4)
+
+
+class _Reader:
+    """A blob download as a readable stream (the SDK's downloader reads in chunks; ``read`` gives up to ``size``)."""
+
+    def __init__(self, downloader: Any) -> None:
+        self.downloader = downloader
+
+    def read(self, size: int = -1) -> bytes:
+        return self.downloader.read(size)
+
+    def close(self) -> None:
+        pass

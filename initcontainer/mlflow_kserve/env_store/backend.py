@@ -3,7 +3,8 @@
 Backends move named objects (``<key>/manifest.json``, ``<key>/<build>/venv.tar.zst``, ...) under the URI's prefix
 and nothing else: they do not retry beyond their SDK's own bounded retries (``Bounds``), and they raise the SDK's
 exceptions, which the store classifies once (``fetch.classify``: not found, denied, transient, ...). A missing
-object is ``None`` from ``read``, never an error. Clients are imported only for the scheme in use.
+object is ``None`` from ``read``, never an error;
+``stream`` reads an object from an offset, as it arrives. Clients are imported only for the scheme in use.
 
 - ``s3://bucket/prefix``: s3.py (boto3); ``AWS_*``, IRSA; endpoint ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``
 - ``gs://bucket/prefix``: gcs.py (google-cloud-storage); ``GOOGLE_APPLICATION_CREDENTIALS``, workload identity
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from mlflow_kserve.errors import ConfigError, redact
 
@@ -48,8 +49,8 @@ class Backend(Protocol):
     def read(self, name: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
 
-    def download(self, name: str, dest: Path) -> None:
-        """Write the object to ``dest``."""
+    def stream(self, name: str, offset: int = 0) -> IO[bytes]:
+        """The object's bytes from ``offset`` on, as a readable stream (the caller closes it)."""
 
     def write(self, name: str, data: bytes) -> None: ...
 

@@ -1,14 +1,16 @@
 """``gs://bucket/prefix`` with google-cloud-storage: credentials from Google's default chain
 (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity), ``STORAGE_EMULATOR_HOST`` honoured by the client. The
-SDK's own retry (120 s by default) is bounded to ``Bounds``; downloads are checked against the object's hash by
-the SDK."""
+SDK's own retry (120 s by default) is bounded to ``Bounds``. A read streams the object in ranged requests of
+``CHUNK`` bytes (the SDK's reader)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mlflow_kserve.env_store.backend import Bounds, join, split_bucket
+
+CHUNK = 16 << 20  # bytes per ranged request
 
 
 class GcsBackend:
@@ -34,8 +36,10 @@ class GcsBackend:
         except NotFound:
             return None
 
-    def download(self, name: str, dest: Path) -> None:
-        self.bucket.blob(join(self.prefix, name)).download_to_filename(str(dest), **self.options)
+    def stream(self, name: str, offset: int = 0) -> IO[bytes]:
+        reader = self.bucket.blob(join(self.prefix, name)).open("rb", chunk_size=CHUNK, **self.options)
+        reader.seek(offset)
+        return reader
 
     def write(self, name: str, data: bytes) -> None:
         self.bucket.blob(join(self.prefix, name)).upload_from_string(data, **self.options)

@@ -56,7 +56,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from mlflow_kserve.interpreter import Interpreter
 from mlflow_kserve.lock import LockRequest
 
-FORMAT = 1  # of the key, the layout and the archive: a change makes every old entry a miss
+FORMAT = 2  # of the key, the layout and the archive: a change makes every old entry a miss (2: the archive in parts)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import IO
 
 
 class LocalBackend:
@@ -19,8 +20,10 @@ class LocalBackend:
         except FileNotFoundError:
             return None
 
-    def download(self, name: str, dest: Path) -> None:
-        shutil.copyfile(self.root / name, dest)
+    def stream(self, name: str, offset: int = 0) -> IO[bytes]:
+        handle = (self.root / name).open("rb")
+        handle.seek(offset)
+        return handle
 
     def write(self, name: str, data: bytes) -> None:
         target = self._target(name)

@@ -3,14 +3,20 @@
 Layout under the store URI::
 
     <key>/manifest.json               written last: names one build and the sha256 and size of its files
-    <key>/<build>/venv.tar.zst        the venv (archive.py)
+    <key>/<build>/venv.<i>.tar.zst    the venv, in parts that unpack side by side (archive.py)
+    <key>/<build>/venv.folders.tar.zst  its folders' modes and mtimes, unpacked last
     <key>/<build>/requirements.lock   the lock it was installed from
     <key>/<build>/report.json         the building init's report
 
 A build writes its own ``<build>/`` folder (a new name each time), then the manifest: a reader sees a whole
 entry or none, and two pods publishing the same key at once each leave a complete entry; the last manifest
 wins. Nothing is deleted: an entry replaced by a later build leaves its folder behind (a lifecycle rule on the
-bucket can expire ``*/*/venv.tar.zst`` older than the newest).
+bucket can expire ``*/*/venv.*.tar.zst`` older than the newest).
+
+A restore streams each part from the store into tar as it arrives (no copy of the archive on disk), hashing it on
+the way; parts unpack side by side, as many at once as the pod has cores (at least two: a stream also waits on the
+network). A body that breaks off resumes where it stopped (a ranged read), ``Bounds.attempts`` times in all. The
+new folder is handed back only when every part's size and sha256 match the manifest; otherwise it is removed.
 
 Every way a read can go wrong is a ``StoreFault`` whose ``kind`` the init log and report.json name: ``miss``,
 ``unreachable``, ``denied``, ``unreadable manifest``, ``missing archive``, ``truncated`` (an object shorter than
@@ -23,16 +29,21 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from mlflow_kserve import __version__
-from mlflow_kserve.env_store.archive import ARCHIVE_NAME, FORMAT_NOTES, UnpackError, pack, sha256_of, unpack
+from mlflow_kserve.env_store import archive
+from mlflow_kserve.env_store.archive import CHUNK, UnpackError, part_name, unpack_stream
 from mlflow_kserve.env_store.backend import DEFAULT_BOUNDS, Backend, Bounds, open_backend
 from mlflow_kserve.env_store.key import FORMAT, StoreKey
 from mlflow_kserve.errors import redact
@@ -72,7 +83,8 @@ class StoredFile:
 class Manifest:
     key: str
     build: str
-    archive: StoredFile
+    parts: tuple[StoredFile, ...]  # the venv's archive, in parts (archive.py)
+    folders: StoredFile  # the folders alone, unpacked last
     lock: StoredFile
     report: StoredFile
     backend: str  # the backend the lock step chose
@@ -83,11 +95,15 @@ class Manifest:
     created: str = ""
     version: str = ""  # mlflow-kserve's
 
+    @property
+    def archive_bytes(self) -> int:
+        return sum(part.bytes for part in self.parts) + self.folders.bytes
+
     def to_json(self, key: StoreKey) -> str:
-        files = {name: vars(item) for name, item in (("archive", self.archive), ("lock", self.lock),
-                                                     ("report", self.report))}  # fmt: skip
         payload = {
-            "format": FORMAT, "key": self.key, "build": self.build, **files, "archive_format": FORMAT_NOTES,
+            "format": FORMAT, "key": self.key, "build": self.build, "parts": [vars(part) for part in self.parts],
+            "folders": vars(self.folders), "lock": vars(self.lock), "report": vars(self.report),
+            "archive_format": archive.FORMAT_NOTES,
             "backend": {"name": self.backend, "reason": self.reason}, "slim": self.slim,
             "verified_models": list(self.verified), "venv_bytes": self.venv_bytes, "created": self.created,
             "mlflow_kserve_version": self.version, "inputs": key.parts,
@@ -104,14 +120,21 @@ class Manifest:
             build = str(raw["build"])
             if not _BUILD.match(build):
                 raise ValueError(f"build name {build[:40]!r}")
+            if not isinstance(raw["parts"], list) or not 0 < len(raw["parts"]) <= archive.PARTS:
+                raise ValueError(f"parts {str(raw['parts'])[:80]}")
+            names = {f"part {i}": part_name(i) for i in range(len(raw["parts"]))}
+            items = {**dict(zip(names, raw["parts"], strict=True)), "folders": raw["folders"], "lock": raw["lock"],
+                     "report": raw["report"]}  # fmt: skip
             files = {}
-            for part, name in (("archive", ARCHIVE_NAME), ("lock", LOCK_NAME), ("report", REPORT_NAME)):
-                item = raw[part]
-                if item["name"] != f"{build}/{name}" or not _SHA256.match(item["sha256"]):
+            expected = {**names, "folders": archive.FOLDERS_NAME, "lock": LOCK_NAME, "report": REPORT_NAME}
+            for part, name in expected.items():
+                item = items[part]
+                if item["name"] != f"{build}/{name}" or not _SHA256.match(item["sha256"]) or int(item["bytes"]) < 0:
                     raise ValueError(f"{part} entry {str(item)[:80]}")
                 files[part] = StoredFile(item["name"], item["sha256"], int(item["bytes"]))
             return cls(
-                key, build, files["archive"], files["lock"], files["report"], str(raw["backend"]["name"]),
+                key, build, tuple(files[part] for part in names), files["folders"], files["lock"], files["report"],
+                str(raw["backend"]["name"]),
                 str(raw["backend"]["reason"]), bool(raw["slim"]), tuple(str(d) for d in raw["verified_models"]),
                 int(raw.get("venv_bytes", 0)), str(raw.get("created", "")), str(raw.get("mlflow_kserve_version", "")),
             )  # fmt: skip
@@ -122,7 +145,11 @@ class Manifest:
 @dataclass
 class Restored:
     archive_bytes: int
-    seconds: dict[str, float] = field(default_factory=dict)  # download, check, unpack
+    parts: int
+    workers: int  # parts unpacking at once
+    # from the start of the restore: "download" until the last byte arrived, "unpack" until the last file was
+    # written (the two overlap: each part unpacks as it arrives)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,68 +187,84 @@ class EnvStore:
         return data.decode()
 
     def restore(self, manifest: Manifest, dest: Path) -> Restored:
-        """Download the entry's archive beside ``dest``, check its size and sha256, unpack it into the new folder
-        ``dest``. On any fault ``dest`` and the download are removed and StoreFault raised."""
-        archive = dest.with_name(f"{dest.name}.{ARCHIVE_NAME}")
-        stats = Restored(manifest.archive.bytes)
+        """Stream the entry's parts into the new folder ``dest``, side by side, each checked against its size and
+        sha256 in the manifest. On any fault ``dest`` is removed and StoreFault raised (the first part's to fail)."""
+        workers = min(len(manifest.parts), max(2, usable_cpus()))
+        stats = Restored(manifest.archive_bytes, len(manifest.parts), workers)
+        started = time.monotonic()
+        stop = threading.Event()  # a part failed: the others stop reading
         try:
-            started = time.monotonic()
-            self._call("archive", lambda backend: backend.download(f"{manifest.key}/{manifest.archive.name}", archive))
-            stats.seconds["download"] = _since(started)
-            size = archive.stat().st_size
-            if size != manifest.archive.bytes:
-                raise StoreFault("truncated", f"downloaded {size} of the archive's {manifest.archive.bytes} bytes")
-            started = time.monotonic()
-            digest = sha256_of(archive)
-            stats.seconds["check"] = _since(started)
-            if digest != manifest.archive.sha256:
-                raise StoreFault(
-                    "digest mismatch",
-                    f"the archive's sha256 is {digest[:12]}…, its manifest says {manifest.archive.sha256[:12]}…",
-                )
-            started = time.monotonic()
-            try:
-                unpack(archive, dest)
-            except OSError as exc:
-                kind = "disk full" if _disk_full(exc) else "corrupt archive"
-                raise StoreFault(kind, f"it does not unpack ({type(exc).__name__}: {exc})") from exc
-            except UnpackError as exc:
-                kind = "disk full" if "No space left" in str(exc) else "corrupt archive"
-                raise StoreFault(kind, f"it does not unpack ({exc})") from exc
+            dest.mkdir()
+            with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+                futures = [pool.submit(self._restore_part, manifest, part, dest, stop) for part in manifest.parts]
+                faults = []
+                for future in futures:
+                    try:
+                        last_byte = future.result()
+                    except BaseException as exc:
+                        stop.set()
+                        faults.append(exc)
+                        continue
+                    stats.seconds["download"] = max(stats.seconds.get("download", 0.0), _since(started, last_byte))
+            if faults:
+                raise next((f for f in faults if not isinstance(f, _Stopped)), faults[0])
+            last_byte = self._restore_part(manifest, manifest.folders, dest, stop)  # the folders' modes and mtimes
+            stats.seconds["download"] = _since(started, last_byte)
             stats.seconds["unpack"] = _since(started)
             return stats
         except BaseException:
             discard(dest)
             raise
+
+    def _restore_part(self, manifest: Manifest, part: StoredFile, dest: Path, stop: threading.Event) -> float:
+        """Unpack one part into ``dest`` as it streams in; the time its last byte arrived."""
+        name = f"{manifest.key}/{part.name}"
+        body = _Body(lambda offset: self._call("archive", lambda b: b.stream(name, offset)), part, self.bounds, stop,
+                     lambda exc: self._fault("archive", exc))  # fmt: skip
+        try:
+            try:
+                unpack_stream(body, dest)
+            except UnpackError as exc:
+                body.finish()  # a short or foreign archive is named as such, not as what tar made of it
+                kind = "disk full" if "No space left" in str(exc) else "corrupt archive"
+                raise StoreFault(kind, f"{part.name} does not unpack ({exc})") from exc
+            except OSError as exc:
+                kind = "disk full" if _disk_full(exc) else "corrupt archive"
+                raise StoreFault(kind, f"{part.name} does not unpack ({type(exc).__name__}: {exc})") from exc
+            body.finish()  # whatever follows the archive's end is counted and hashed too
+            return body.last_byte
         finally:
-            discard(archive)
+            body.close()
 
     # -- writing --------------------------------------------------------------------------------------------
     def publish(
         self, key: StoreKey, venv: Path, scratch: Path, *, lock_text: str, report: dict[str, Any], backend: str,
         reason: str, slim: bool, verified: tuple[str, ...], venv_bytes: int,
     ) -> Published:  # fmt: skip
-        """Write a new build of ``key``: archive, lock and report, then the manifest naming them. ``scratch`` is a
-        folder for the archive while it uploads (removed after). Raises StoreFault('unreachable'/'denied'/...)."""
+        """Write a new build of ``key``: the archive's parts, lock and report, then the manifest naming them.
+        ``scratch`` is a folder for the parts while they upload (removed after). Raises StoreFault('unreachable',
+        'denied', ...)."""
         build = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         scratch.mkdir(parents=True, exist_ok=True)
-        archive = scratch / ARCHIVE_NAME
         seconds: dict[str, float] = {}
         try:
             started = time.monotonic()
-            packed = pack(venv, archive)
+            packed, folders = archive.pack(venv, scratch)
             seconds["pack"] = _since(started)
             lock_bytes = lock_text.encode()
             report_bytes = (json.dumps(report, indent=2) + "\n").encode()
+            parts = tuple(StoredFile(f"{build}/{p.name}", p.sha256, p.bytes) for p in packed)
             manifest = Manifest(
-                key.digest, build, StoredFile(f"{build}/{ARCHIVE_NAME}", packed.sha256, packed.bytes),
+                key.digest, build, parts, StoredFile(f"{build}/{folders.name}", folders.sha256, folders.bytes),
                 _stored(f"{build}/{LOCK_NAME}", lock_bytes), _stored(f"{build}/{REPORT_NAME}", report_bytes),
                 backend, reason, slim, verified, venv_bytes, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 __version__,
             )  # fmt: skip
             started = time.monotonic()
             prefix = f"{key.digest}/"
-            self._call("archive", lambda b: b.upload(archive, prefix + manifest.archive.name), writing=True)
+            for part in [*packed, folders]:
+                self._call("archive", lambda b: b.upload(scratch / part.name, f"{prefix}{build}/{part.name}"),  # noqa: B023
+                           writing=True)  # fmt: skip
             self._call("lock", lambda b: b.write(prefix + manifest.lock.name, lock_bytes), writing=True)
             self._call("report", lambda b: b.write(prefix + manifest.report.name, report_bytes), writing=True)
             manifest_bytes = manifest.to_json(key).encode()
@@ -229,13 +272,11 @@ class EnvStore:
             seconds["upload"] = _since(started)
         finally:
             discard(scratch)
-        return Published(build, packed.bytes, seconds)
+        return Published(build, manifest.archive_bytes, seconds)
 
     # -- internals ------------------------------------------------------------------------------------------
     def _call(self, what: str, action: Callable[[Backend], T], *, writing: bool = False) -> T:
         """Run ``action`` on the backend; an SDK's exception becomes a StoreFault naming its kind."""
-        from mlflow_kserve.fetch import classify
-
         try:
             if self._backend is None:
                 self._backend = open_backend(self.uri, self.bounds)
@@ -243,20 +284,106 @@ class EnvStore:
         except StoreFault:
             raise
         except Exception as exc:
-            kind = classify(exc)
-            cause = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
-            if isinstance(exc, ModuleNotFoundError):
-                raise StoreFault("client missing", f"{cause}; the init image has every store client") from exc
-            if _CUT_SHORT.search(_chain(exc)):  # the connection ended before the object did
-                raise StoreFault("truncated", f"{what}: {cause}") from exc
-            if kind == "not-found":
-                missing = "not found" if writing else ("miss" if what == "manifest" else "missing archive")
-                raise StoreFault(missing, f"{what}: {cause}") from exc
-            if kind == "denied":
-                raise StoreFault("denied", f"{what}: {cause}") from exc
-            if kind == "disk-full":
-                raise StoreFault("disk full", f"{what}: {cause}") from exc
-            raise StoreFault("unreachable", f"{what}: {cause}") from exc
+            raise self._fault(what, exc, writing=writing) from exc
+
+    @staticmethod
+    def _fault(what: str, exc: Exception, *, writing: bool = False) -> StoreFault:
+        """The StoreFault an SDK's exception amounts to."""
+        from mlflow_kserve.fetch import classify
+
+        kind = classify(exc)
+        cause = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
+        if isinstance(exc, ModuleNotFoundError):
+            return StoreFault("client missing", f"{cause}; the init image has every store client")
+        if _CUT_SHORT.search(_chain(exc)):  # the connection ended before the object did
+            return StoreFault("truncated", f"{what}: {cause}")
+        if kind == "not-found":
+            missing = "not found" if writing else ("miss" if what == "manifest" else "missing archive")
+            return StoreFault(missing, f"{what}: {cause}")
+        if kind == "denied":
+            return StoreFault("denied", f"{what}: {cause}")
+        if kind == "disk-full":
+            return StoreFault("disk full", f"{what}: {cause}")
+        return StoreFault("unreachable", f"{what}: {cause}")
+
+
+class _Stopped(Exception):
+    """Another part failed first: this one stopped reading."""
+
+
+class _Body:
+    """One part's bytes as tar reads them: counted and hashed on the way, resumed with a ranged read where a body
+    breaks off (``bounds.attempts`` reads in all), never read past the size its manifest gives (one byte more
+    says it is longer). ``finish`` reads what is left and raises StoreFault when the size or the sha256 differ."""
+
+    def __init__(self, open_at: Callable[[int], IO[bytes]], part: StoredFile, bounds: Bounds, stop: threading.Event,
+                 fault: Callable[[Exception], StoreFault]) -> None:  # fmt: skip
+        self.open_at, self.part, self.stop, self.fault = open_at, part, stop, fault
+        self.attempts = bounds.attempts
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.last_byte = 0.0
+        self.stream: IO[bytes] | None = None
+        self.ended = False
+
+    def read(self, size: int = CHUNK) -> bytes:
+        if self.stop.is_set():
+            raise _Stopped(self.part.name)
+        room = self.part.bytes + 1 - self.count
+        if self.ended or room <= 0:
+            return b""
+        while True:
+            try:
+                if self.stream is None:
+                    self.attempts -= 1
+                    self.stream = self.open_at(self.count)
+                data = self.stream.read(min(size if size > 0 else CHUNK, room))
+                break
+            except StoreFault:
+                raise
+            except Exception as exc:  # the body broke off (or timed out): resume at the byte we got to
+                self.close()
+                if self.attempts <= 0:
+                    raise self.fault(exc) from exc
+        if data:
+            self.digest.update(data)
+            self.count += len(data)
+        else:
+            self.ended = True
+        self.last_byte = time.monotonic()
+        return data
+
+    def finish(self) -> None:
+        while self.read(CHUNK):
+            pass
+        if self.count < self.part.bytes:
+            raise StoreFault("truncated", f"read {self.count} of {self.part.name}'s {self.part.bytes} bytes")
+        digest = self.digest.hexdigest()
+        if self.count > self.part.bytes or digest != self.part.sha256:
+            raise StoreFault(
+                "digest mismatch",
+                f"{self.part.name}'s sha256 is {digest[:12]}…, its manifest says {self.part.sha256[:12]}…",
+            )
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # a broken connection may not close cleanly; it is dropped either way
+                pass
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its affinity, bounded by a cgroup v2 CPU quota (a pod's CPU limit)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 def _chain(exc: BaseException) -> str:
@@ -285,5 +412,5 @@ def _disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def _since(started: float) -> float:
-    return round(time.monotonic() - started, 3)
+def _since(started: float, until: float | None = None) -> float:
+    return round((time.monotonic() if until is None else until) - started, 3)

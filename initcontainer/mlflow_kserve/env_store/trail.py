@@ -20,6 +20,7 @@ class StoreTrail:
     detail: str | None = None
     build: str | None = None
     archive_bytes: int | None = None
+    parts: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     published: str | None = None  # the build published, if any
     publish_error: str | None = None
@@ -46,9 +47,11 @@ class StoreTrail:
                      extra={"step": "store", "store": "hit"})  # fmt: skip
             return
         self.archive_bytes, self.seconds = restored.archive_bytes, dict(restored.seconds)
+        self.parts = restored.parts
         log.info(
-            "environment from the env store (key %s, build %s): %.0f MB archive, download %.1fs, unpack %.1fs",
-            self._short(), manifest.build, restored.archive_bytes / 1e6, restored.seconds.get("download", 0),
+            "environment from the env store (key %s, build %s): %.0f MB archive in %d parts, %d at once, "
+            "downloaded in %.1fs and unpacked in %.1fs as it arrived", self._short(), manifest.build,
+            restored.archive_bytes / 1e6, restored.parts, restored.workers, restored.seconds.get("download", 0),
             restored.seconds.get("unpack", 0), extra={"step": "store", "store": "hit", **restored.seconds},
         )  # fmt: skip
 
@@ -73,6 +76,7 @@ class StoreTrail:
             "detail": self.detail,
             "build": self.build,
             "archive_bytes": self.archive_bytes,
+            "parts": self.parts,
             "seconds": self.seconds,
             "published": self.published,
             "publish_error": self.publish_error,
