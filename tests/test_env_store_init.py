@@ -96,6 +96,7 @@ def test_pod_b_serves_from_the_store_without_the_index(
     assert facts["environment"]["source"] == "store"
     assert facts["store"]["lookup"] == "hit" and facts["store"]["key"] == published.key
     assert facts["store"]["archive_bytes"] > 0 and {"download", "unpack"} <= set(facts["store"]["seconds"])
+    assert facts["store"]["parts"] == 4, "the iris venv (over 100 MB) is cut into the most parts"
     assert "environment from the env store" in server.output()
     assert "environment from the env store" in next(ln for ln in server.output().splitlines() if "ready:" in ln)
     venv_a, venv_b = published.pod / "env" / "venv", Path(facts["venv"])
