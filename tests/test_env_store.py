@@ -15,6 +15,7 @@ import pytest
 import zstandard
 from mlflow_kserve.env_store import EnvStore, StoreFault, check_uri, store_key, unkeyable
 from mlflow_kserve.env_store.archive import UnpackError, pack, unpack, unpack_stream
+from mlflow_kserve.env_store.store import usable_cpus
 from mlflow_kserve.errors import ConfigError
 from mlflow_kserve.index import IndexConfig
 from mlflow_kserve.interpreter import Interpreter
@@ -275,7 +276,7 @@ def test_a_damaged_part_of_several_is_named_and_the_rest_discarded(
     manifest = store.lookup(KEY)
     assert len(manifest.parts) == 4
     whole = store.restore(manifest, tmp_path / "whole")
-    assert (whole.parts, whole.workers) == (4, min(4, max(2, os.cpu_count() or 1)))
+    assert (whole.parts, whole.workers) == (4, min(4, max(2, usable_cpus())))
     assert differences(listing(venv), listing(tmp_path / "whole")) == []
     entry = tmp_path / "store" / KEY.digest
     (entry / manifest.parts[2].name).write_bytes(b"\0" * manifest.parts[2].bytes)  # the third part: zeros
