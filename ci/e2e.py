@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -466,6 +467,10 @@ def main() -> int:
         print("| " + " | ".join(str(c) for c in cells) + " |")
     failed = [r for r in results if r["result"] != "PASS"]
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        print(f"the pods' volumes and logs are kept for a look: {work}")
+    else:  # about 850 MB of pod volumes per run: a machine that runs the e2e often would fill its disk
+        shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
 
 
