@@ -200,18 +200,22 @@ def _round_trip(uri: str, tmp_path: Path) -> StoreKey:
     return key
 
 
-def test_s3_publish_and_hit(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _s3_entry(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, StoreKey]:
+    """A store under a new prefix of the S3 server, its client env set, holding one published entry (the small
+    venv of ``_round_trip``, made in ``tmp_path``): the URI and the entry's key."""
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
-    _round_trip(f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}/", tmp_path)
+    uri = f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}/"
+    return uri, _round_trip(uri, tmp_path)
+
+
+def test_s3_publish_and_hit(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _s3_entry(s3, tmp_path, monkeypatch)
 
 
 def test_a_download_cut_short_is_named_truncated(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through a proxy that sends half of every large body (its full length announced), then hangs up."""
-    for name, value in s3.env.items():
-        monkeypatch.setenv(name, value)
-    uri = f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}"
-    key = _round_trip(uri, tmp_path / "publish")
+    uri, key = _s3_entry(s3, tmp_path / "publish", monkeypatch)
     with failing_proxy(s3.endpoint, fail_first=0, truncate_over=64_000) as proxy:
         monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", proxy.url)
         reader = EnvStore(uri)
@@ -228,10 +232,7 @@ def test_a_body_that_breaks_off_resumes_where_it_stopped(
 ) -> None:
     """Through a proxy that cuts a body over 200 kB in half: the archive (300 kB) breaks off once, the ranged
     read of the rest (150 kB) passes, and the venv is whole."""
-    for name, value in s3.env.items():
-        monkeypatch.setenv(name, value)
-    uri = f"s3://{s3.bucket}/envs-{uuid.uuid4().hex[:8]}"
-    key = _round_trip(uri, tmp_path / "publish")
+    uri, key = _s3_entry(s3, tmp_path / "publish", monkeypatch)
     with failing_proxy(s3.endpoint, fail_first=0, truncate_over=200_000) as proxy:
         monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", proxy.url)
         reader = EnvStore(uri)

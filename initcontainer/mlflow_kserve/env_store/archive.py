@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import stat
@@ -189,8 +190,6 @@ class _HashingWriter:
     """A write-only file object that hashes and counts what passes through to ``raw``."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        import hashlib
-
         self.raw = raw
         self.digest = hashlib.sha256()
         self.size = 0

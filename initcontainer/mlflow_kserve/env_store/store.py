@@ -200,16 +200,14 @@ class EnvStore:
                 faults = []
                 for future in futures:
                     try:
-                        last_byte = future.result()
+                        future.result()
                     except BaseException as exc:
                         stop.set()
                         faults.append(exc)
-                        continue
-                    stats.seconds["download"] = max(stats.seconds.get("download", 0.0), _since(started, last_byte))
             if faults:
                 raise next((f for f in faults if not isinstance(f, _Stopped)), faults[0])
             last_byte = self._restore_part(manifest, manifest.folders, dest, stop)  # the folders' modes and mtimes
-            stats.seconds["download"] = _since(started, last_byte)
+            stats.seconds["download"] = _since(started, last_byte)  # the folders come last: the last byte
             stats.seconds["unpack"] = _since(started)
             return stats
         except BaseException:
